@@ -1,0 +1,3 @@
+from radis_mlx.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""POST /v1/chat/completions: decode → pool.acquire → engine.generate → encode."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.response import Stream
+
+from radis_mlx.api.common import SSE_DONE, SSE_HEADERS, collect, decode_body, new_id, sse, sse_error, started
+from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.pool import ModelPool
+from radis_mlx.schemas.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceDelta,
+    ChunkChoice,
+)
+from radis_mlx.schemas.common import CompletionUsage, unix_time
+
+
+def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationRequest]:
+    """One generation per choice; a fixed seed is offset so choices differ yet stay reproducible."""
+    seed = generation.sampling.seed
+    if n == 1 or seed is None:
+        return [generation] * n
+    return [
+        dataclasses.replace(generation, sampling=dataclasses.replace(generation.sampling, seed=seed + i))
+        for i in range(n)
+    ]
+
+
+@post("/v1/chat/completions", status_code=200, summary="Create a chat completion", tags=["OpenAI"])
+async def create_chat_completion(
+    request: Request, pool: NamedDependency[ModelPool]
+) -> ChatCompletion | Stream:
+    body = decode_body(await request.body(), ChatCompletionRequest)
+    generations = choice_requests(body.to_generation(pool.get(body.model).entry.defaults), body.n)
+    if body.stream:
+        stack = AsyncExitStack()
+        try:
+            engine = await stack.enter_async_context(pool.acquire(body.model))
+            first = await started(engine.generate(generations[0]))
+        except BaseException:
+            await stack.aclose()
+            raise
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _stream_events(stack, engine, first, generations, body.model, include_usage)
+        return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async with pool.acquire(body.model) as engine:
+        outcomes = [await collect(engine.generate(g)) for g in generations]
+    return ChatCompletion(
+        id=new_id("chatcmpl"),
+        created=unix_time(),
+        model=body.model,
+        choices=[
+            Choice(i, ChatCompletionMessage("assistant", o.text), None, o.finish_reason)
+            for i, o in enumerate(outcomes)
+        ],
+        usage=CompletionUsage.of(outcomes[0].prompt_tokens, sum(o.completion_tokens for o in outcomes)),
+    )
+
+
+async def _stream_events(
+    stack: AsyncExitStack,
+    engine: Engine,
+    first: AsyncIterator[GenerationChunk],
+    generations: list[GenerationRequest],
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    completion_id, created = new_id("chatcmpl"), unix_time()
+
+    def chunk(index: int, delta: ChoiceDelta, finish: str | None = None) -> bytes:
+        choice = ChunkChoice(index, delta, None, finish)
+        return sse(ChatCompletionChunk(completion_id, [choice], created, model))
+
+    prompt_tokens = completion_tokens = 0
+    try:
+        for index, generation in enumerate(generations):
+            stream = first if index == 0 else engine.generate(generation)
+            yield chunk(index, ChoiceDelta(role="assistant", content=""))
+            async for piece in stream:
+                if piece.text:
+                    yield chunk(index, ChoiceDelta(content=piece.text))
+                if piece.finish_reason is not None:
+                    prompt_tokens = piece.prompt_tokens
+                    completion_tokens += piece.completion_tokens
+                    yield chunk(index, ChoiceDelta(), piece.finish_reason)
+        if include_usage:
+            usage = CompletionUsage.of(prompt_tokens, completion_tokens)
+            yield sse(ChatCompletionChunk(completion_id, [], created, model, usage=usage))
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        await first.aclose()  # type: ignore[attr-defined]
+        await stack.aclose()
+    yield SSE_DONE

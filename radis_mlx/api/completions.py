@@ -1,0 +1,94 @@
+"""POST /v1/completions: decode → pool.acquire → engine.generate per prompt and choice → encode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.response import Stream
+
+from radis_mlx.api.chat import choice_requests
+from radis_mlx.api.common import SSE_DONE, SSE_HEADERS, collect, decode_body, new_id, sse, sse_error, started
+from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.pool import ModelPool
+from radis_mlx.schemas.common import CompletionUsage, unix_time
+from radis_mlx.schemas.completions import Completion, CompletionChoice, CompletionRequest
+
+
+@post("/v1/completions", status_code=200, summary="Create a text completion", tags=["OpenAI"])
+async def create_completion(request: Request, pool: NamedDependency[ModelPool]) -> Completion | Stream:
+    body = decode_body(await request.body(), CompletionRequest)
+    defaults = pool.get(body.model).entry.defaults
+    prompts = body.prompts()
+    # Choice index = prompt index * n + choice, as OpenAI numbers them.
+    generations = [g for p in prompts for g in choice_requests(body.to_generation(p, defaults), body.n)]
+    stack = AsyncExitStack()
+    try:
+        engine = await stack.enter_async_context(pool.acquire(body.model))
+        echoes = [await _echo(engine, p) if body.echo else "" for p in prompts]
+        echoes = [e for e in echoes for _ in range(body.n)]
+        if body.stream:
+            first = await started(engine.generate(generations[0]))
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = _stream_events(stack, engine, first, generations, echoes, body, include_usage)
+            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        outcomes = [await collect(engine.generate(g)) for g in generations]
+    except BaseException:
+        await stack.aclose()
+        raise
+    await stack.aclose()
+    prompt_tokens = sum(o.prompt_tokens for o in outcomes[:: body.n])
+    return Completion(
+        id=new_id("cmpl"),
+        created=unix_time(),
+        model=body.model,
+        choices=[
+            CompletionChoice(echo + o.text, i, None, o.finish_reason)
+            for i, (echo, o) in enumerate(zip(echoes, outcomes, strict=True))
+        ],
+        usage=CompletionUsage.of(prompt_tokens, sum(o.completion_tokens for o in outcomes)),
+    )
+
+
+async def _echo(engine: Engine, prompt: str | list[int]) -> str:
+    return prompt if isinstance(prompt, str) else await engine.detokenize(prompt)
+
+
+async def _stream_events(
+    stack: AsyncExitStack,
+    engine: Engine,
+    first: AsyncIterator[GenerationChunk],
+    generations: list[GenerationRequest],
+    echoes: list[str],
+    body: CompletionRequest,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    completion_id, created = new_id("cmpl"), unix_time()
+
+    def chunk(index: int, text: str, finish: str | None = None) -> bytes:
+        choice = CompletionChoice(text, index, None, finish)
+        return sse(Completion(completion_id, [choice], created, body.model))
+
+    prompt_tokens = completion_tokens = 0
+    try:
+        for index, generation in enumerate(generations):
+            stream = first if index == 0 else engine.generate(generation)
+            if echoes[index]:
+                yield chunk(index, echoes[index])
+            async for piece in stream:
+                if piece.text or piece.finish_reason is not None:
+                    yield chunk(index, piece.text, piece.finish_reason)
+                if piece.finish_reason is not None:
+                    prompt_tokens += piece.prompt_tokens if index % body.n == 0 else 0
+                    completion_tokens += piece.completion_tokens
+        if include_usage:
+            usage = CompletionUsage.of(prompt_tokens, completion_tokens)
+            yield sse(Completion(completion_id, [], created, body.model, usage=usage))
+    except Exception as exc:
+        yield sse_error(exc)
+    finally:
+        await first.aclose()  # type: ignore[attr-defined]
+        await stack.aclose()
+    yield SSE_DONE

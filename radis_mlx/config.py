@@ -1,0 +1,93 @@
+"""models.toml plus CLI/env overrides, decoded into strict msgspec Structs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+DEFAULT_CONFIG_NAME = "models.toml"
+
+EngineName = Literal["auto", "mlx", "llamacpp"]
+ModelKind = Literal["llm", "embedding"]
+
+
+class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Per-model defaults used where a request leaves a sampling field out."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+
+
+class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
+    """One servable model: where its files come from and how to run them."""
+
+    source: str
+    kind: ModelKind = "llm"
+    engine: EngineName = "auto"
+    context_length: Annotated[int, Meta(ge=16)] | None = None
+    defaults: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
+    description: str = ""
+
+
+class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """How llama.cpp children are started."""
+
+    binary: str | None = None
+    threads: Annotated[int, Meta(ge=1)] | None = None
+    parallel: Annotated[int, Meta(ge=1)] = 4
+    gpu_layers: int = 0
+    start_timeout: Annotated[float, Meta(gt=0)] = 60.0
+
+
+class EngineSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    llamacpp: LlamaCppSettings = msgspec.field(default_factory=LlamaCppSettings)
+
+
+class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 1234
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    cache_dir: str | None = None
+
+
+class Config(Struct, forbid_unknown_fields=True, kw_only=True):
+    """The whole configuration; passed into create_app, never read from globals."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    engines: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
+    # The folder relative sources are resolved against (the config file's folder).
+    base_dir: str = "."
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where downloaded and converted models live (~/.cache/radis-mlx unless configured)."""
+        configured = self.server.cache_dir or os.environ.get("RADIS_MLX_CACHE")
+        return Path(configured).expanduser() if configured else Path.home() / ".cache" / "radis-mlx"
+
+
+class ConfigError(Exception):
+    """models.toml cannot be read or does not match the schema."""
+
+
+def load_config(path: Path | None) -> Config:
+    """Read a models.toml (or return an empty Config when path is None)."""
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        config = msgspec.toml.decode(raw, type=Config)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return msgspec.structs.replace(config, base_dir=str(path.resolve().parent))

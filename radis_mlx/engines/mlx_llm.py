@@ -1,0 +1,157 @@
+"""LLMs on MLX through mlx-lm: MLX-format folders, and GGUF files converted once on load."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest, SamplingParams
+from radis_mlx.engines.stops import StopBuffer
+from radis_mlx.engines.worker import Emitter, ModelWorker
+from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, RadisError
+
+log = logging.getLogger(__name__)
+
+
+class MlxLlmEngine(Engine):
+    """mlx-lm's model and tokenizer, owned by one worker thread."""
+
+    def __init__(self, model_id: str, path: Path, *, context_length: int | None, cache_dir: Path) -> None:
+        self.model_id = model_id
+        self.path = path
+        self.cache_dir = cache_dir
+        self.info = EngineInfo(name="mlx", context_length=context_length or 0)
+        self._worker = ModelWorker(name=f"mlx:{model_id}")
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    async def start(self) -> None:
+        self._worker.start()
+        try:
+            await self._worker.call(self._load)
+        except BaseException:
+            await self._worker.close()
+            raise
+
+    async def close(self) -> None:
+        await self._worker.call(self._unload)
+        await self._worker.close()
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._worker.stream(partial(self._generate, request))
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._check_token_ids(tokens, "prompt")
+        return await self._worker.call(self._tokenizer.decode, tokens)
+
+    # Everything below runs on the worker thread.
+
+    def _load(self) -> None:
+        import mlx.core as mx
+        import mlx.utils
+        import mlx_lm
+
+        folder = self.path
+        if folder.suffix == ".gguf":
+            from radis_mlx.engines.gguf_to_mlx import convert_gguf
+
+            folder = convert_gguf(folder, self.cache_dir)
+        try:
+            self._model, self._tokenizer = mlx_lm.load(str(folder))
+        except RadisError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"mlx-lm could not load {self.path.name}: {exc}") from exc
+        trained_context = _trained_context(folder)
+        limit = self.info.context_length
+        self.info.context_length = min(limit, trained_context) if limit else trained_context
+        self.info.size_bytes = sum(v.nbytes for _, v in mlx.utils.tree_flatten(self._model.parameters()))
+        self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
+        mx.eval(self._model.parameters())
+
+    def _unload(self) -> None:
+        import mlx.core as mx
+
+        self._model = self._tokenizer = None
+        mx.clear_cache()
+
+    def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        tokenizer = self._tokenizer
+        if request.messages is not None:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return list(tokenizer.encode(text, add_special_tokens=False))
+        if isinstance(request.prompt, str):
+            return list(tokenizer.encode(request.prompt))
+        tokens = list(request.prompt or [])
+        self._check_token_ids(tokens, "prompt")
+        return tokens
+
+    def _check_token_ids(self, tokens: list[int], param: str) -> None:
+        vocab = len(self._tokenizer.vocab) if self._tokenizer is not None else 0
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(
+                f"token id {bad} is outside the vocabulary (0..{vocab - 1})", param=param
+            )
+
+    def _generate(self, request: GenerationRequest, emitter: Emitter[GenerationChunk]) -> None:
+        import mlx.core as mx
+        import mlx_lm
+
+        prompt = self._prompt_tokens(request)
+        if not prompt:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        room = self.info.context_length - len(prompt)
+        max_tokens = request.max_tokens if request.max_tokens is not None else room
+        if room <= 0 or max_tokens > room:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.info.context_length} tokens. "
+                f"However, you requested {len(prompt) + max_tokens} tokens "
+                f"({len(prompt)} in the messages, {max_tokens} in the completion).",
+                param="messages" if request.messages is not None else "prompt",
+            )
+        self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
+        sampler, processors = _sampling(request.sampling)
+        if request.sampling.seed is not None:
+            mx.random.seed(request.sampling.seed)
+
+        stops = StopBuffer(request.stop)
+        responses = mlx_lm.stream_generate(
+            self._model, self._tokenizer, prompt, max_tokens, sampler=sampler, logits_processors=processors
+        )
+        for response in responses:
+            text = stops.feed(response.text)
+            finish = "stop" if stops.stopped else response.finish_reason
+            if finish is not None:
+                text += stops.flush()
+                emitter.emit(GenerationChunk(text, finish, len(prompt), response.generation_tokens))
+                return
+            if emitter.cancelled:
+                return
+            if text:
+                emitter.emit(GenerationChunk(text))
+
+
+def _sampling(params: SamplingParams) -> tuple[Any, list[Any]]:
+    from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+    sampler = make_sampler(
+        temp=params.temperature, top_p=params.top_p, min_p=params.min_p, top_k=params.top_k
+    )
+    processors = make_logits_processors(
+        logit_bias=params.logit_bias or None,
+        repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+        presence_penalty=params.presence_penalty or None,
+        frequency_penalty=params.frequency_penalty or None,
+    )
+    return sampler, processors
+
+
+def _trained_context(folder: Path) -> int:
+    config = json.loads((folder / "config.json").read_text())
+    return int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)

@@ -1,0 +1,113 @@
+"""One thread per loaded MLX model, fed by a queue (the mlx-lm server's threading model).
+
+Async code only awaits: every call into MLX for a model runs on that model's thread, and
+results come back through futures or per-request queues, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class Emitter(Generic[T]):
+    """Handed to a streaming job: emit() items to the awaiting request; check cancelled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: asyncio.Queue[Any]) -> None:
+        self._loop = loop
+        self._sink = sink
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def emit(self, item: T | BaseException | object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._sink.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            self.cancel()
+
+
+class ModelWorker:
+    """A thread that owns one model and runs its jobs in order."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(*args) on the worker thread and await its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(settle, result, error)
+
+        self._jobs.put(job)
+        return await future
+
+    async def stream(self, fn: Callable[[Emitter[T]], None]) -> AsyncIterator[T]:
+        """Run fn(emitter) on the worker; yield what it emits. Leaving early cancels it."""
+        loop = asyncio.get_running_loop()
+        sink: asyncio.Queue[Any] = asyncio.Queue()
+        emitter: Emitter[T] = Emitter(loop, sink)
+
+        def job() -> None:
+            if emitter.cancelled:
+                return
+            try:
+                fn(emitter)
+            except BaseException as exc:
+                emitter.emit(exc)
+            finally:
+                emitter.emit(_DONE)
+
+        self._jobs.put(job)
+        try:
+            while (item := await sink.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            emitter.cancel()
+
+    async def close(self) -> None:
+        """Finish queued jobs, then stop the thread."""
+        if not self._thread.is_alive():
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()

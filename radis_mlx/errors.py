@@ -1,0 +1,92 @@
+"""Every failure a client can see, as one exception tree rendered by one handler.
+
+RadisError                      status  type
+├── InvalidRequestError           400   invalid_request_error
+│   └── ContextLengthExceeded     400   invalid_request_error (code context_length_exceeded)
+├── AuthenticationError           401   authentication_error
+├── NotFoundError                 404   not_found_error (code model_not_found for models)
+├── ModelLoadError                500   server_error (code model_load_failed)
+│   └── UnsupportedModelError     400   invalid_request_error (code unsupported_model)
+├── EngineError                   500   server_error
+└── EngineUnavailableError        503   server_error (code engine_unavailable)
+
+The handler in app.py turns any of these into `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+
+class RadisError(Exception):
+    """Base of every client-visible error; carries the OpenAI error fields."""
+
+    status_code: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error body for this error."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(RadisError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequestError):
+    code = "context_length_exceeded"
+
+
+class AuthenticationError(RadisError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(RadisError):
+    status_code = 404
+    type = "not_found_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist", param="model")
+
+
+class ModelLoadError(RadisError):
+    status_code = 500
+    code = "model_load_failed"
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The model's files are readable but use something no engine of ours runs."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "unsupported_model"
+
+
+class EngineError(RadisError):
+    status_code = 500
+    code = "engine_error"
+
+
+class EngineUnavailableError(RadisError):
+    status_code = 503
+    code = "engine_unavailable"

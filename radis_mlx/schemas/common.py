@@ -1,0 +1,91 @@
+"""Pieces shared by several OpenAI API families."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from radis_mlx.config import SamplingDefaults
+from radis_mlx.engines.base import SamplingParams
+from radis_mlx.errors import InvalidRequestError
+
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+TopP = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+MaxTokens = Annotated[int, Meta(ge=1)]
+ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
+Stop = str | list[str] | None
+
+
+class StreamOptions(Struct, omit_defaults=True):
+    include_usage: bool = False
+
+
+class PromptTokensDetails(Struct):
+    cached_tokens: int = 0
+
+
+class CompletionUsage(Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
+        return cls(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+class SamplingFields(Struct, kw_only=True):
+    """The sampling fields chat and completions share, with our extensions last."""
+
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None = None
+    presence_penalty: Penalty | None = None
+    seed: int | None = None
+    stop: Stop = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    # Not in the OpenAI reference; accepted as vLLM, LM Studio and llama.cpp do.
+    top_k: Annotated[int, Meta(ge=-1)] | None = None
+    min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0, le=10)] | None = None
+
+    def to_sampling_params(self, defaults: SamplingDefaults) -> SamplingParams:
+        """Request fields over per-model defaults over OpenAI's defaults."""
+        return SamplingParams(
+            temperature=_pick(self.temperature, defaults.temperature, 1.0),
+            top_p=_pick(self.top_p, defaults.top_p, 1.0),
+            top_k=max(0, _pick(self.top_k, defaults.top_k, 0)),
+            min_p=_pick(self.min_p, defaults.min_p, 0.0),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            repetition_penalty=_pick(self.repetition_penalty, defaults.repetition_penalty, 1.0),
+            logit_bias=_token_bias(self.logit_bias),
+        )
+
+    def stop_list(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+def _pick(*values):  # type: ignore[no-untyped-def]
+    return next(v for v in values if v is not None)
+
+
+def _token_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    try:
+        return {int(token): value for token, value in (bias or {}).items()}
+    except ValueError:
+        raise InvalidRequestError("logit_bias keys must be token ids", param="logit_bias") from None
+
+
+def unix_time() -> int:
+    import time
+
+    return int(time.time())
+
+
+encoder = msgspec.json.Encoder()

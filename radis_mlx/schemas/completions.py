@@ -1,0 +1,82 @@
+"""POST /v1/completions, named and ordered as in the OpenAI reference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
+from radis_mlx.config import SamplingDefaults
+from radis_mlx.engines.base import GenerationRequest
+from radis_mlx.errors import InvalidRequestError
+from radis_mlx.schemas.common import ChoiceCount, CompletionUsage, MaxTokens, SamplingFields, StreamOptions
+
+# OpenAI accepts a string, a list of strings, a token list, or a list of token lists; msgspec
+# allows one array type per union, so the element type is a union checked in prompts().
+Prompt = str | list[str | int | list[int]]
+
+
+class CompletionRequest(SamplingFields, kw_only=True):
+    model: str
+    prompt: Prompt
+    best_of: int | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    max_tokens: MaxTokens | None = 16
+    n: ChoiceCount = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    suffix: str | None = None
+    user: str | None = None
+
+    def prompts(self) -> list[str | list[int]]:
+        """One entry per prompt: text, or token ids."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt:
+            raise InvalidRequestError("prompt must not be empty", param="prompt")
+        if all(isinstance(p, int) for p in prompt):
+            return [list(prompt)]  # type: ignore[arg-type]
+        if all(isinstance(p, str) for p in prompt) or all(isinstance(p, list) for p in prompt):
+            if any(isinstance(p, list) and not p for p in prompt):
+                raise InvalidRequestError("a token prompt must not be empty", param="prompt")
+            return list(prompt)  # type: ignore[arg-type]
+        raise InvalidRequestError(
+            "prompt must be a string, a list of strings, a list of token ids, or a list of token-id lists",
+            param="prompt",
+        )
+
+    def to_generation(self, prompt: str | list[int], defaults: SamplingDefaults) -> GenerationRequest:
+        """The engine's view of this request for one prompt."""
+        if self.logprobs is not None:
+            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
+        if self.suffix:
+            raise InvalidRequestError(
+                "suffix (fill-in-the-middle) is not supported by this model", param="suffix"
+            )
+        if self.best_of not in (None, 1):
+            raise InvalidRequestError("best_of is not supported", param="best_of")
+        return GenerationRequest(
+            prompt=prompt,
+            max_tokens=self.max_tokens or defaults.max_tokens,
+            stop=self.stop_list(),
+            sampling=self.to_sampling_params(defaults),
+        )
+
+
+class CompletionChoice(Struct):
+    text: str
+    index: int
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class Completion(Struct):
+    id: str
+    choices: list[CompletionChoice]
+    created: int
+    model: str
+    object: Literal["text_completion"] = "text_completion"
+    system_fingerprint: str | None = None
+    usage: CompletionUsage | UnsetType = UNSET

@@ -1,0 +1,26 @@
+"""GET /v1/models: OpenAI's Model object plus extension fields the SDKs ignore."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct
+
+
+class Model(Struct):
+    id: str
+    created: int
+    owned_by: str
+    object: Literal["model"] = "model"
+    # Extensions (LM Studio / Ollama users expect to see these).
+    state: str = "not-loaded"
+    engine: str = "auto"
+    kind: str = "llm"
+    context_length: int | None = None
+    size_bytes: int | None = None
+    description: str = ""
+
+
+class ModelList(Struct):
+    data: list[Model]
+    object: Literal["list"] = "list"

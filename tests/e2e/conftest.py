@@ -1,0 +1,42 @@
+"""One real server for the end-to-end suite, serving the starter model on every engine."""
+
+from __future__ import annotations
+
+import pytest
+from openai import OpenAI
+
+from tests.server import STARTER_SOURCE, RunningServer
+
+# Every API test runs once per engine; the model id names the engine that serves it.
+ENGINES = ["mlx"]
+
+# Further models.toml entries the suite serves (embedding models, ...), as TOML text.
+EXTRA_MODELS = ""
+
+
+def e2e_config() -> str:
+    entry = '[models.smollm2-{0}]\nsource = "{1}"\nengine = "{0}"\ncontext_length = 2048\n\n'
+    entries = "".join(entry.format(engine, STARTER_SOURCE) for engine in ENGINES)
+    broken = '[models.broken]\nsource = "./does-not-exist.gguf"\n\n'
+    garbage = '[models.garbage]\nsource = "./garbage.gguf"\nengine = "mlx"\n'
+    return entries + broken + garbage + EXTRA_MODELS
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, smollm_gguf):
+    workdir = tmp_path_factory.mktemp("server")
+    (workdir / "garbage.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    running = RunningServer(e2e_config(), workdir).wait_ready()
+    yield running
+    code = running.stop()
+    assert code == 0, f"server exited with {code}:\n{running.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def client(server) -> OpenAI:
+    return OpenAI(base_url=server.url, api_key="anything", max_retries=0, timeout=300)
+
+
+@pytest.fixture(params=ENGINES)
+def model(request) -> str:
+    return f"smollm2-{request.param}"
