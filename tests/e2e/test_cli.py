@@ -1,0 +1,68 @@
+"""`radis-mlx serve` as a user runs it: the repo's models.toml, port clashes, clean shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from openai import OpenAI
+
+from tests.server import RunningServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_readme_quickstart_answers_paris(tmp_path, smollm_gguf):
+    """The README's first command serves models.toml; the README's Python snippet gets Paris."""
+    server = RunningServer((REPO / "models.toml").read_text(), tmp_path).wait_ready()
+    try:
+        client = OpenAI(base_url=server.url, api_key="anything", max_retries=0)
+        assert "smollm2-135m-instruct" in [m.id for m in client.models.list().data]
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            temperature=0,
+            max_tokens=12,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
+        assert "Paris" in reply.choices[0].message.content
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+
+def test_port_in_use_is_a_clear_message(server, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "radis_mlx",
+            "serve",
+            "--port",
+            str(server.port),
+            "--no-fetch",
+            "--config",
+            str(server.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"port {server.port}" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigint_shuts_down_cleanly(tmp_path, smollm_gguf):
+    server = RunningServer('[models.x]\nsource = "./nothing.gguf"\n', tmp_path).wait_ready()
+    server.process.send_signal(signal.SIGINT)
+    code = server.process.wait(30)
+    assert server.stop() == code == 0, server.log_tail()
+    assert "Traceback" not in server.log_tail()
+
+
+def test_missing_config_is_a_usage_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "radis_mlx", "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "models.toml" in result.stderr
