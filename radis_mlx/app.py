@@ -7,18 +7,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request, Response
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from radis_mlx.api import chat, completions, models
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
+from radis_mlx.security import LOOPBACK_NAMES, GuardMiddleware, is_loopback
 
 log = logging.getLogger(__name__)
 
-_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+_HTTP_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+}
 
 
 def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
@@ -40,12 +48,24 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             chat.create_chat_completion,
             completions.create_completion,
         ],
+        middleware=[_guard(config)],
+        cors_config=CORSConfig(allow_origins=config.server.cors_origins)
+        if config.server.cors_origins
+        else None,
+        request_max_body_size=config.server.max_body_bytes,
         dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: handle_error},
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="radis-mlx", version="0.1.0", path="/openapi"),
         debug=False,
     )
+
+
+def _guard(config: Config) -> DefineMiddleware:
+    settings = config.server
+    # Only a loopback server can be reached through DNS rebinding; on other addresses the names vary.
+    hosts = [*LOOPBACK_NAMES, *settings.allowed_hosts] if is_loopback(settings.host) else None
+    return DefineMiddleware(GuardMiddleware, api_keys=settings.api_keys, allowed_hosts=hosts)
 
 
 def handle_error(request: Request, exc: Exception) -> Response:

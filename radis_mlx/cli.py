@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import msgspec
 import uvicorn
 
 from radis_mlx.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
@@ -42,6 +43,10 @@ def _fetch_all(config: Config) -> None:
             store.materialize(entry.source)
         except RadisError as exc:
             click.echo(f"warning: {model_id} is not available yet: {exc.message}", err=True)
+
+
+def _keys(values: list[str]) -> list[str]:
+    return [key.strip() for value in values for key in value.split(",") if key.strip()]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -92,22 +97,60 @@ def main() -> None:
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--fetch/--no-fetch", default=True, help="Download configured models before serving.")
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Require this key (repeatable; $RADIS_API_KEY may hold several, comma-separated).",
+)
+@click.option("--cors", "cors_origins", multiple=True, help="Allow this browser origin (repeatable, or '*').")
+@click.option("--allow-host", "allowed_hosts", multiple=True, help="Accept this Host name besides localhost.")
 def serve(
-    host: str | None, port: int | None, config_path: Path | None, log_level: str | None, fetch: bool
+    host: str | None,
+    port: int | None,
+    config_path: Path | None,
+    log_level: str | None,
+    fetch: bool,
+    api_keys: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Serve the OpenAI API for the models in models.toml."""
     from radis_mlx.app import create_app
+    from radis_mlx.security import is_loopback
 
     config = _config(config_path)
-    settings = config.server
-    host, port = host or settings.host, settings.port if port is None else port
-    level = log_level or settings.log_level
+    settings = msgspec.structs.replace(
+        config.server,
+        host=host or config.server.host,
+        port=config.server.port if port is None else port,
+        log_level=log_level or config.server.log_level,
+        api_keys=[
+            *config.server.api_keys,
+            *_keys([*api_keys, os.environ.get("RADIS_API_KEY", "")]),
+        ],
+        cors_origins=[*config.server.cors_origins, *cors_origins],
+        allowed_hosts=[*config.server.allowed_hosts, *allowed_hosts],
+    )
+    config = msgspec.structs.replace(config, server=settings)
+    level = settings.log_level
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sock = _bind(host, port)
+    if not is_loopback(settings.host) and not settings.api_keys:
+        click.secho(
+            f"WARNING: listening on {settings.host} without an API key: anyone who can reach this machine "
+            "can use your models. Pass --api-key or set RADIS_API_KEY.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
+    sock = _bind(settings.host, settings.port)
     if fetch:
         _fetch_all(config)
     app = create_app(config)
-    click.echo(f"radis-mlx serving {len(config.models)} model(s) on http://{host}:{port}/v1", err=True)
+    click.echo(
+        f"radis-mlx serving {len(config.models)} model(s) on http://{settings.host}:{settings.port}/v1",
+        err=True,
+    )
     server = _GracefulServer(
         uvicorn.Config(app, log_level=level, timeout_graceful_shutdown=10, access_log=level == "debug")
     )

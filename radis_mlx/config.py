@@ -56,6 +56,13 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     port: Annotated[int, Meta(ge=0, le=65535)] = 1234
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cache_dir: str | None = None
+    # Empty: no key needed. Otherwise every /v1 route needs one of these (also from $RADIS_API_KEY).
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    # Origins allowed by CORS; empty keeps CORS off. ["*"] allows any origin.
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    # Host names accepted besides localhost while bound to loopback (DNS-rebinding guard).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):

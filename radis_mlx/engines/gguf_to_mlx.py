@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 
@@ -94,7 +94,9 @@ def convert_gguf(gguf_path: Path, cache_root: Path) -> Path:
 def _convert_into(gguf_path: Path, out: Path) -> None:
     _check_tensor_types(gguf_path)
     try:
-        weights, meta = mx.load(str(gguf_path), return_metadata=True)
+        weights, meta = cast(
+            tuple[dict[str, mx.array], dict[str, Any]], mx.load(str(gguf_path), return_metadata=True)
+        )
     except (RuntimeError, ValueError, OSError) as e:
         raise ModelLoadError(f"Cannot read GGUF file {gguf_path.name}: truncated or corrupt ({e})") from e
     arch = meta.get("general.architecture")

@@ -61,7 +61,8 @@ class MlxLlmEngine(Engine):
 
             folder = convert_gguf(folder, self.cache_dir)
         try:
-            self._model, self._tokenizer = mlx_lm.load(str(folder))
+            loaded = mlx_lm.load(str(folder))
+            self._model, self._tokenizer = loaded[0], loaded[1]
         except RadisError:
             raise
         except Exception as exc:
@@ -69,7 +70,8 @@ class MlxLlmEngine(Engine):
         trained_context = _trained_context(folder)
         limit = self.info.context_length
         self.info.context_length = min(limit, trained_context) if limit else trained_context
-        self.info.size_bytes = sum(v.nbytes for _, v in mlx.utils.tree_flatten(self._model.parameters()))
+        parameters: list[tuple[str, Any]] = mlx.utils.tree_flatten(self._model.parameters())  # type: ignore[assignment]
+        self.info.size_bytes = sum(v.nbytes for _, v in parameters)
         self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
         mx.eval(self._model.parameters())
 

@@ -4,7 +4,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from radis_mlx.app import create_app
-from radis_mlx.config import Config, ModelEntry
+from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.pool import ModelPool
 from tests.fakes import FakeEngine
 
@@ -16,7 +16,9 @@ def fake_engine() -> FakeEngine:
 
 @pytest.fixture
 async def client(fake_engine: FakeEngine, tmp_path):
-    config = Config(models={"fake": ModelEntry(source=str(tmp_path))})
+    # The test client's Host; real servers accept only localhost names while bound to loopback.
+    server = ServerSettings(allowed_hosts=["testserver.local"])
+    config = Config(server=server, models={"fake": ModelEntry(source=str(tmp_path))})
 
     async def factory(model_id: str, entry: ModelEntry) -> FakeEngine:
         await fake_engine.start()

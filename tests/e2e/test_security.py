@@ -1,0 +1,92 @@
+"""Security defaults on the real server: API keys, content types, Host checks, body size, CORS."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.server import STARTER_SOURCE, RunningServer
+
+CONFIG = f'[models.smollm2-mlx]\nsource = "{STARTER_SOURCE}"\nengine = "mlx"\ncontext_length = 2048\n'
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory, smollm_gguf):
+    workdir = tmp_path_factory.mktemp("locked")
+    server = RunningServer(
+        CONFIG,
+        workdir,
+        extra_args=("--api-key", "key-one", "--cors", "http://app.example"),
+        env={"RADIS_API_KEY": "key-two,key-three"},
+    ).wait_ready()
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def test_sdk_with_a_key_works_and_without_is_401(locked):
+    good = OpenAI(base_url=locked.url, api_key="key-three", max_retries=0)
+    reply = good.chat.completions.create(
+        model="smollm2-mlx", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    )
+    assert reply.choices[0].message.content is not None
+    for key in ("wrong", "key-on", "key-one-and-more"):
+        with pytest.raises(openai.AuthenticationError) as info:
+            OpenAI(base_url=locked.url, api_key=key, max_retries=0).models.list()
+        assert info.value.response.json()["error"]["type"] == "authentication_error"
+
+
+def test_x_api_key_header_and_open_health(locked):
+    assert httpx.get(f"{locked.url}/models", headers={"x-api-key": "key-one"}).status_code == 200
+    assert httpx.get(f"{locked.url}/models").status_code == 401
+    assert httpx.get(f"{locked.base}/health").status_code == 200
+
+
+def test_cross_site_bodies_are_refused(locked):
+    auth = {"authorization": "Bearer key-one"}
+    body = '{"model": "smollm2-mlx", "messages": [{"role": "user", "content": "hi"}]}'
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ):
+        response = httpx.post(
+            f"{locked.url}/chat/completions", content=body, headers={**auth, "content-type": content_type}
+        )
+        assert response.status_code == 415, content_type
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_dns_rebinding_host_is_refused(locked):
+    response = httpx.get(
+        f"{locked.url}/models", headers={"host": "attacker.example:1234", "x-api-key": "key-one"}
+    )
+    assert response.status_code == 403 and response.json()["error"]["type"] == "permission_error"
+    ok = httpx.get(
+        f"{locked.url}/models", headers={"host": f"localhost:{locked.port}", "x-api-key": "key-one"}
+    )
+    assert ok.status_code == 200
+
+
+def test_oversized_body_is_413(locked):
+    huge = b'{"model": "smollm2-mlx", "prompt": "' + b"a" * (5 * 1024 * 1024) + b'"}'
+    response = httpx.post(
+        f"{locked.url}/completions",
+        content=huge,
+        headers={"x-api-key": "key-one", "content-type": "application/json"},
+    )
+    assert response.status_code == 413 and "error" in response.json()
+
+
+def test_cors_only_for_the_configured_origin(locked, server):
+    preflight = {"origin": "http://app.example", "access-control-request-method": "POST"}
+    allowed = httpx.options(f"{locked.url}/chat/completions", headers=preflight)
+    assert allowed.headers.get("access-control-allow-origin") == "http://app.example"
+    other = httpx.options(
+        f"{locked.url}/chat/completions", headers={**preflight, "origin": "http://evil.example"}
+    )
+    assert other.headers.get("access-control-allow-origin") != "http://evil.example"
+    # The default server (no --cors) sends no CORS headers at all.
+    default = httpx.get(f"{server.url}/models", headers={"origin": "http://app.example"})
+    assert "access-control-allow-origin" not in default.headers
