@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from radis_mlx.api import chat, completions, models
+from radis_mlx.api import chat, completions, embeddings, models, openapi
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
@@ -40,13 +40,14 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
         finally:
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             models.list_models,
             models.retrieve_model,
             models.health,
             chat.create_chat_completion,
             completions.create_completion,
+            embeddings.create_embeddings,
         ],
         middleware=[_guard(config)],
         cors_config=CORSConfig(allow_origins=config.server.cors_origins)
@@ -59,6 +60,8 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="radis-mlx", version="0.1.0", path="/openapi"),
         debug=False,
     )
+    openapi.document(app)
+    return app
 
 
 def _guard(config: Config) -> DefineMiddleware:
@@ -70,9 +73,11 @@ def _guard(config: Config) -> DefineMiddleware:
 
 def handle_error(request: Request, exc: Exception) -> Response:
     """Render any exception as an OpenAI error body; never a traceback."""
+    headers: dict[str, str] = {}
     if isinstance(exc, RadisError):
         error = exc
     elif isinstance(exc, HTTPException):
+        headers = dict(exc.headers or {})  # e.g. Allow on 405
         status = exc.status_code
         error = RadisError(str(exc.detail))
         error.status_code = status
@@ -82,4 +87,4 @@ def handle_error(request: Request, exc: Exception) -> Response:
         error = RadisError(f"internal server error: {type(exc).__name__}: {exc}")
     if error.status_code >= 500:
         log.error("%s %s → %d %s", request.method, request.url.path, error.status_code, error.message)
-    return Response(content=error.to_body(), status_code=error.status_code)
+    return Response(content=error.to_body(), status_code=error.status_code, headers=headers)

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -71,7 +72,7 @@ class _GracefulServer(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; a clean shutdown should exit 0."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
+    def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
             try:
                 yield

@@ -35,6 +35,18 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     context_length: Annotated[int, Meta(ge=16)] | None = None
     defaults: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
     description: str = ""
+    # Embedding entries (kind = "embedding"):
+    max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
+    max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
+    truncate: bool = True  # inputs over the model's length: cut (true) or 400 (false)
+    matryoshka: bool = False  # `dimensions` below the model's size allowed (truncate, re-normalize)
+    # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state).
+    embeddings: bool = False
+
+    @property
+    def serves_embeddings(self) -> bool:
+        """Whether /v1/embeddings may use this entry."""
+        return self.kind == "embedding" or self.embeddings
 
 
 class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -44,6 +56,11 @@ class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     threads: Annotated[int, Meta(ge=1)] | None = None
     parallel: Annotated[int, Meta(ge=1)] = 4
     gpu_layers: int = 0
+    # Apply the GGUF's own chat template with llama.cpp's jinja engine (as MLX does through transformers).
+    jinja: bool = True
+    # Reuse a slot's KV cache for a shared prompt prefix: faster multi-turn chat, but llama.cpp's logits
+    # then depend on what was cached (batch sizes differ), so the same greedy request can answer differently.
+    cache_prompt: bool = False
     start_timeout: Annotated[float, Meta(gt=0)] = 60.0
 
 

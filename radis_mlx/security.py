@@ -10,9 +10,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Iterable
+from typing import Any, cast
 
 import msgspec
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from radis_mlx.errors import AuthenticationError, InvalidRequestError, RadisError
 
@@ -61,13 +62,13 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            self._check(scope)
+            self._check(cast(HTTPScope, scope))
         except RadisError as error:
             await _send_error(send, error)
             return
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> None:
+    def _check(self, scope: HTTPScope) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.allowed_hosts is not None:
             name = host_name(headers.get("host", "")).lower()
@@ -102,5 +103,6 @@ async def _send_error(send: Send, error: RadisError) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(error, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: Any = {"type": "http.response.start", "status": error.status_code, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})

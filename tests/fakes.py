@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.base import EmbeddingResult, Engine, EngineInfo, GenerationChunk, GenerationRequest
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.errors import ContextLengthExceeded
 
@@ -58,3 +58,8 @@ class FakeEngine(Engine):
 
     async def detokenize(self, tokens: list[int]) -> str:
         return " ".join(str(t) for t in tokens)
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        """Vector i is 3-4-0-0… scaled by input i's word count; one 'token' per word or id."""
+        sizes = [len(x.split()) if isinstance(x, str) else len(x) for x in inputs]
+        return EmbeddingResult([[3.0 * n, 4.0 * n, 0.0, 0.0] for n in sizes], sum(sizes))

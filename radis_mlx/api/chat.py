@@ -36,7 +36,13 @@ def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationReq
     ]
 
 
-@post("/v1/chat/completions", status_code=200, summary="Create a chat completion", tags=["OpenAI"])
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    summary="Create a chat completion",
+    tags=["OpenAI"],
+    opt={"request": ChatCompletionRequest},
+)
 async def create_chat_completion(
     request: Request, pool: NamedDependency[ModelPool]
 ) -> ChatCompletion | Stream:

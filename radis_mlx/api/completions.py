@@ -17,7 +17,13 @@ from radis_mlx.schemas.common import CompletionUsage, unix_time
 from radis_mlx.schemas.completions import Completion, CompletionChoice, CompletionRequest
 
 
-@post("/v1/completions", status_code=200, summary="Create a text completion", tags=["OpenAI"])
+@post(
+    "/v1/completions",
+    status_code=200,
+    summary="Create a text completion",
+    tags=["OpenAI"],
+    opt={"request": CompletionRequest},
+)
 async def create_completion(request: Request, pool: NamedDependency[ModelPool]) -> Completion | Stream:
     body = decode_body(await request.body(), CompletionRequest)
     defaults = pool.get(body.model).entry.defaults

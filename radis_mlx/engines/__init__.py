@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 from radis_mlx.config import Config, ModelEntry
@@ -12,8 +13,15 @@ from radis_mlx.errors import UnsupportedModelError
 def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
     """Which engine serves this entry, and why (logged at load)."""
     if entry.engine != "auto":
-        return entry.engine, "set in models.toml"
-    return "mlx", "engine = auto"
+        return entry.engine, "engine set in models.toml"
+    if path.suffix.lower() != ".gguf":
+        return "mlx", "engine = auto and the source is MLX-format"
+    if entry.kind != "llm":
+        return "mlx", "engine = auto and radis-mlx runs embedding models on MLX only"
+    host = f"{platform.system()} {platform.machine()}"
+    if host == "Darwin arm64":
+        return "mlx", f"engine = auto and a GGUF source on {host} (converted to MLX once)"
+    return "llamacpp", f"engine = auto and a GGUF source on {host}, where MLX has no GPU"
 
 
 def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) -> Engine:
@@ -23,4 +31,22 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
         from radis_mlx.engines.mlx_llm import MlxLlmEngine
 
         return MlxLlmEngine(model_id, path, context_length=entry.context_length, cache_dir=config.cache_dir)
+    if entry.kind == "embedding" and name == "mlx":
+        from radis_mlx.engines.mlx_embed import MlxEmbedEngine
+
+        return MlxEmbedEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            max_batch=entry.max_batch,
+            truncate=entry.truncate,
+        )
+    if entry.kind == "llm" and name == "llamacpp":
+        if path.suffix.lower() != ".gguf":
+            raise UnsupportedModelError(f"llama.cpp serves GGUF files; {path.name} is not one", param="model")
+        from radis_mlx.engines.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(
+            model_id, path, context_length=entry.context_length, settings=config.engines.llamacpp
+        )
     raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

@@ -15,7 +15,12 @@ import mlx.nn as nn
 
 from radis_mlx.errors import UnsupportedModelError
 
-_ACTIVATIONS = {"gelu": nn.gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx, "relu": nn.relu}
+_ACTIVATIONS = {
+    "gelu": nn.gelu,
+    "gelu_new": nn.gelu_approx,
+    "gelu_pytorch_tanh": nn.gelu_approx,
+    "relu": nn.relu,
+}
 
 
 @dataclass
@@ -162,6 +167,8 @@ class BertModel(nn.Module):
             if name.startswith(("pooler.", "cls.")) or name.endswith("position_ids"):
                 continue
             # Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
-            name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+            name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+                "LayerNorm.beta", "LayerNorm.bias"
+            )
             cleaned[name] = value
         return cleaned

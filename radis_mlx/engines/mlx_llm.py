@@ -9,7 +9,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest, SamplingParams
+from radis_mlx.engines.base import (
+    EmbeddingResult,
+    Engine,
+    EngineInfo,
+    GenerationChunk,
+    GenerationRequest,
+    SamplingParams,
+)
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.engines.worker import Emitter, ModelWorker
 from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, RadisError
@@ -47,6 +54,10 @@ class MlxLlmEngine(Engine):
     async def detokenize(self, tokens: list[int]) -> str:
         self._check_token_ids(tokens, "prompt")
         return await self._worker.call(self._tokenizer.decode, tokens)
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        """Mean-pooled, L2-normalized last hidden state per input (entries with embeddings = true)."""
+        return await self._worker.call(self._embed, inputs)
 
     # Everything below runs on the worker thread.
 
@@ -137,6 +148,30 @@ class MlxLlmEngine(Engine):
                 return
             if text:
                 emitter.emit(GenerationChunk(text))
+
+    def _embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        import mlx.core as mx
+
+        backbone = getattr(self._model, "model", None)
+        if backbone is None:
+            raise InvalidRequestError("this model exposes no hidden states to embed", param="model")
+        vectors, total = [], 0
+        # One input per pass: no padding or mask to get wrong for a causal model.
+        items: list[str | list[int]] = list(inputs)
+        for index, item in enumerate(items):
+            tokens: list[int] = list(self._tokenizer.encode(item)) if isinstance(item, str) else list(item)
+            self._check_token_ids(tokens, "input")
+            if len(tokens) > self.info.context_length:
+                raise ContextLengthExceeded(
+                    f"input[{index}] has {len(tokens)} tokens; this model's maximum is "
+                    f"{self.info.context_length} tokens",
+                    param="input",
+                )
+            pooled = backbone(mx.array(tokens)[None])[0].astype(mx.float32).mean(axis=0)
+            pooled = pooled / mx.maximum(mx.linalg.norm(pooled), 1e-12)
+            vectors.append(pooled.tolist())
+            total += len(tokens)
+        return EmbeddingResult(vectors, total)
 
 
 def _sampling(params: SamplingParams) -> tuple[Any, list[Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
@@ -71,7 +71,7 @@ class SamplingFields(Struct, kw_only=True):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
-def _pick(*values):  # type: ignore[no-untyped-def]
+def _pick(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 

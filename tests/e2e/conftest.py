@@ -5,13 +5,30 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
 
 # Every API test runs once per engine; the model id names the engine that serves it.
-ENGINES = ["mlx"]
+ENGINES = ["mlx", "llamacpp"]
 
 # Further models.toml entries the suite serves (embedding models, ...), as TOML text.
-EXTRA_MODELS = ""
+EXTRA_MODELS = f"""
+[models.minilm]
+source = "{MINILM_SOURCE}"
+kind = "embedding"
+max_inputs = 64
+max_batch = 8
+
+[models.minilm-strict]
+source = "{MINILM_SOURCE}"
+kind = "embedding"
+truncate = false
+matryoshka = true
+
+[models.smollm2-embed]
+source = "{STARTER_SOURCE}"
+engine = "mlx"
+embeddings = true
+"""
 
 
 def e2e_config() -> str:

@@ -16,7 +16,10 @@ def stream_text(client, model, messages=FRANCE, **kwargs):
 
 
 def test_greedy_answer_names_paris(client, model):
-    reply = chat(client, model, temperature=0, max_tokens=12)
+    # Not FRANCE: its first answer token is a near-tie ("The" vs "L", 0.08 nats apart) that llama.cpp's
+    # 8-bit activation kernels resolve the other way from MLX; this wording has a clear answer on both.
+    question = [{"role": "user", "content": "Which city is the capital of France?"}]
+    reply = chat(client, model, question, temperature=0, max_tokens=12)
     assert "Paris" in reply.choices[0].message.content
     assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
     assert reply.model == model

@@ -64,7 +64,7 @@ def test_unknown_pypi_package_is_a_clean_error(tmp_path):
 
 
 def offline_hub(monkeypatch, hub: Path) -> None:
-    """huggingface_hub reads its environment at import; set its constants as HF_HUB_OFFLINE/HF_HUB_CACHE would."""
+    """huggingface_hub reads its environment at import: set the constants HF_HUB_OFFLINE/HF_HUB_CACHE set."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -1,0 +1,72 @@
+"""Complete Litestar's OpenAPI document with what it cannot see.
+
+Handlers decode their bodies themselves (strict msgspec, precise error paths), so Litestar does
+not know the request schemas: each POST handler names its request Struct in `opt["request"]`, and
+this module adds those schemas (from msgspec), the SSE alternative of streaming endpoints, and the
+OpenAI error responses to every operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+
+from radis_mlx.schemas.errors import ErrorResponse
+
+_REF = "#/components/schemas/{name}"
+_ERRORS = {
+    "400": "Invalid request (OpenAI error body; `param` names the field)",
+    "401": "Missing or wrong API key",
+    "403": "Host not allowed",
+    "404": "Unknown model or route",
+    "413": "Request body too large",
+    "415": "Request body is not application/json",
+    "500": "Engine or model load failure",
+    "503": "Engine unavailable",
+}
+
+
+def document(app: Litestar) -> None:
+    """Add request bodies, SSE responses and error responses to app.openapi_schema (in place)."""
+    spec = app.openapi_schema
+    requests: dict[tuple[str, str], type[msgspec.Struct]] = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if request := handler.opt.get("request"):
+                path = route.path_format
+                requests.update({(path, method.lower()): request for method in handler.http_methods})
+    _, components = msgspec.json.schema_components([*requests.values(), ErrorResponse], ref_template=_REF)
+    schemas = spec.components.schemas if spec.components and spec.components.schemas is not None else {}
+    schemas.update(components)
+    error = {"content": {"application/json": {"schema": {"$ref": _REF.format(name="ErrorResponse")}}}}
+    for path, item in (spec.paths or {}).items():
+        for method in ("get", "post"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            responses: dict[str, Any] = operation.responses or {}
+            responses.update({code: {"description": text, **error} for code, text in _ERRORS.items()})
+            if request := requests.get((path, method)):
+                _document_request(operation, request, responses)
+            operation.responses = responses
+
+
+def _document_request(operation: Any, request: type[msgspec.Struct], responses: dict[str, Any]) -> None:
+    body = {"$ref": _REF.format(name=request.__name__)}
+    operation.request_body = {"required": True, "content": {"application/json": {"schema": body}}}
+    ok = responses.get("200")
+    content = getattr(ok, "content", None) or {}
+    json_media = content.get("application/json")
+    schema = getattr(json_media, "schema", None)
+    # `Model | Stream` renders as oneOf [Model, {}]: keep the model, document the stream as SSE.
+    one_of = getattr(schema, "one_of", None)
+    if one_of and json_media is not None:
+        json_media.schema = next(s for s in one_of if getattr(s, "ref", None))
+        content["text/event-stream"] = {
+            "schema": {"type": "string", "description": "data: {chunk}\\n\\n … [DONE]"}
+        }

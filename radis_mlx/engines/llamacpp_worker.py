@@ -1,0 +1,118 @@
+"""The child process behind the llama.cpp engine: llama.cpp's own HTTP server for one GGUF model.
+
+Run as `python -m radis_mlx.engines.llamacpp_worker --model PATH --port N ...`. It hosts the
+`xllamacpp` wheel's server, or with `--exec` replaces itself with a `llama-server` binary. Either
+way it first arranges to die with its parent, so a killed radis-mlx never leaves a child behind.
+Only this process imports xllamacpp; the server process never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Get SIGKILL when the parent dies (Linux), and exit if it is already gone."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died before prctl took effect; we would then be re-parented already.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Exit when re-parented: the watchdog where PDEATHSIG is missing (macOS) or was cleared."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
+    """The `llama-server` command line for the same settings the wheel gets."""
+    argv = [binary, "--model", args.model, "--host", "127.0.0.1", "--port", str(args.port)]
+    argv += ["--ctx-size", str(args.ctx_size), "--parallel", str(args.parallel), "--kv-unified"]
+    argv += ["--n-gpu-layers", str(args.gpu_layers), "--no-webui"]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.embedding:
+        argv.append("--embedding")
+    argv.append("--jinja" if args.jinja else "--no-jinja")
+    return argv
+
+
+def serve_with_wheel(args: argparse.Namespace) -> None:
+    """Host llama.cpp's server from the xllamacpp wheel until we are terminated."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.hostnames = ["127.0.0.1"]
+    params.port = args.port
+    params.n_ctx = args.ctx_size
+    params.n_parallel = args.parallel
+    # One KV cache shared by the slots: each request may use the whole context (as on MLX).
+    params.kv_unified = True
+    params.n_gpu_layers = args.gpu_layers
+    params.embedding = args.embedding
+    params.use_jinja = args.jinja
+    params.cache_prompt = True
+    params.ui = False
+    if args.threads:
+        params.cpuparams.n_threads = args.threads
+        params.cpuparams_batch.n_threads = args.threads
+    try:
+        server = xllamacpp.Server(params)  # listens while this object lives
+    except RuntimeError as exc:
+        # llama.cpp has logged the cause just above; the supervisor shows that tail.
+        sys.exit(f"llama.cpp server did not start: {exc}")
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        threading.Event().wait()
+    finally:
+        del server
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker's command line."""
+    parser = argparse.ArgumentParser(prog="python -m radis_mlx.engines.llamacpp_worker")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ctx-size", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--gpu-layers", type=int, default=0)
+    parser.add_argument("--embedding", action="store_true")
+    parser.add_argument("--no-jinja", dest="jinja", action="store_false")
+    parser.add_argument("--parent-pid", type=int, default=os.getppid())
+    parser.add_argument("--exec", dest="binary", help="run this llama-server binary instead of the wheel")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: tie our life to the parent's, then serve."""
+    args = parse_args(argv)
+    die_with_parent(args.parent_pid)
+    if args.binary:
+        # PDEATHSIG survives exec, so the binary still dies with radis-mlx.
+        argv_exec = llama_server_argv(args.binary, args)
+        os.execv(argv_exec[0], argv_exec)
+    watch_parent(args.parent_pid)
+    serve_with_wheel(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Child-process lifecycle for engines that run as servers: start, health, death, stop.
+
+A child gets a free loopback port, a start deadline and health polling that notices early death
+(with the tail of its stderr in the error). Once up, a watcher reports an unexpected exit through
+`on_exit`. Stopping is terminate → wait → kill, so no child outlives its engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from radis_mlx.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_PORT_IN_USE = re.compile(r"address already in use|couldn't bind|could not bind|failed to bind", re.I)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (a child may still lose the race: we retry)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ChildProcess:
+    """One supervised child serving HTTP on 127.0.0.1:port."""
+
+    def __init__(self, name: str, on_exit: Callable[[int, str], None] | None = None) -> None:
+        self.name = name
+        self.on_exit = on_exit
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        """The last lines the child wrote to stderr."""
+        return "\n".join(list(self._stderr)[-lines:])
+
+    async def start(
+        self, argv_for_port: Callable[[int], Sequence[str]], *, timeout: float, attempts: int = 3
+    ) -> None:
+        """Start the child and wait until /health answers; retry on a port collision."""
+        for attempt in range(1, attempts + 1):
+            self.port = free_port()
+            try:
+                await self._start_once(list(argv_for_port(self.port)), timeout)
+                return
+            except ModelLoadError:
+                if attempt < attempts and _PORT_IN_USE.search(self.stderr_tail()):
+                    log.warning("%s: port %d was taken, retrying on another", self.name, self.port)
+                    continue
+                raise
+
+    async def _start_once(self, argv: list[str], timeout: float) -> None:
+        self._stderr.clear()
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        log.info("%s: started pid %d on port %d", self.name, self.process.pid, self.port)
+        reader = asyncio.create_task(self._read_stderr(self.process))
+        try:
+            await self._wait_healthy(timeout)
+        except BaseException:
+            await self._kill_now()
+            await asyncio.gather(reader, return_exceptions=True)
+            raise
+        self._tasks = [reader, asyncio.create_task(self._watch())]
+
+    async def _wait_healthy(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while True:
+                if self.process.returncode is not None:
+                    raise ModelLoadError(self._failure(f"exited with code {self.process.returncode}"))
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base_url}/health")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise ModelLoadError(self._failure(f"was not healthy within {timeout:.0f}s"))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.process.wait(), 0.05)
+
+    def _failure(self, what: str) -> str:
+        tail = self.stderr_tail()
+        log.error("%s %s; its stderr ends with:\n%s", self.name, what, tail)
+        return f"{self.name} {what}" + (f"; its stderr ends with:\n{tail}" if tail else "")
+
+    async def _read_stderr(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        # Drained continuously: a child blocked on a full pipe would stall generation.
+        while line := await process.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self._stderr.append(text)
+            log.debug("%s: %s", self.name, text)
+
+    async def _watch(self) -> None:
+        assert self.process is not None
+        code = await self.process.wait()
+        if self._stopping:
+            return
+        log.error(
+            "%s (pid %d) died with code %d; stderr ends with:\n%s",
+            self.name,
+            self.pid,
+            code,
+            self.stderr_tail(),
+        )
+        if self.on_exit is not None:
+            self.on_exit(code, self.stderr_tail())
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Terminate, wait up to `grace` seconds, then kill; idempotent."""
+        self._stopping = True
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except asyncio.TimeoutError:
+                log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, process.pid)
+                await self._kill_now()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _kill_now(self) -> None:
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()

@@ -1,0 +1,191 @@
+"""The llama.cpp engine on the real starter GGUF: engine choice, the child's command, the proxy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from radis_mlx.config import LlamaCppSettings, ModelEntry
+from radis_mlx.engines import choose_engine
+from radis_mlx.engines.base import ChatMessage, GenerationRequest, SamplingParams
+from radis_mlx.engines.llamacpp import PENALTY_WINDOW, LlamaCppEngine, _sampling
+from radis_mlx.engines.llamacpp_worker import llama_server_argv, parse_args
+from radis_mlx.errors import (
+    ContextLengthExceeded,
+    EngineUnavailableError,
+    InvalidRequestError,
+    ModelLoadError,
+)
+
+pytestmark = pytest.mark.anyio
+GREEDY = SamplingParams(temperature=0)
+
+# A stand-in `llama-server`: parses the flags we pass the real binary and serves them with the wheel.
+FAKE_LLAMA_SERVER = f"""#!{sys.executable}
+import argparse, sys
+from radis_mlx.engines import llamacpp_worker
+p = argparse.ArgumentParser()
+for flag in ("--model", "--host", "--port", "--ctx-size", "--parallel", "--n-gpu-layers", "--threads"):
+    p.add_argument(flag)
+for flag in ("--kv-unified", "--no-webui", "--embedding", "--jinja", "--no-jinja"):
+    p.add_argument(flag, action="store_true")
+a = p.parse_args()
+assert a.host == "127.0.0.1" and a.kv_unified and a.jinja, sys.argv
+args = llamacpp_worker.parse_args(["--model", a.model, "--port", a.port, "--ctx-size", a.ctx_size,
+                                   "--parallel", a.parallel, "--gpu-layers", a.n_gpu_layers])
+llamacpp_worker.serve_with_wheel(args)
+"""
+
+
+def entry(**kwargs) -> ModelEntry:
+    return ModelEntry(source="x", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("host", "model", "kind", "configured", "expected"),
+    [
+        (("Linux", "x86_64"), "m.gguf", "llm", "auto", "llamacpp"),
+        (("Linux", "aarch64"), "m.gguf", "llm", "auto", "llamacpp"),
+        (("Darwin", "arm64"), "m.gguf", "llm", "auto", "mlx"),
+        (("Linux", "x86_64"), "mlx-folder", "llm", "auto", "mlx"),
+        (("Linux", "x86_64"), "m.gguf", "embedding", "auto", "mlx"),
+        (("Linux", "x86_64"), "m.gguf", "llm", "mlx", "mlx"),
+        (("Darwin", "arm64"), "m.gguf", "llm", "llamacpp", "llamacpp"),
+    ],
+)
+def test_engine_choice(monkeypatch, host, model, kind, configured, expected):
+    monkeypatch.setattr("platform.system", lambda: host[0])
+    monkeypatch.setattr("platform.machine", lambda: host[1])
+    name, reason = choose_engine(entry(kind=kind, engine=configured), Path(model))
+    assert name == expected and reason
+
+
+def test_the_wheel_serves_unless_a_binary_is_configured(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("RADIS_LLAMA_SERVER", raising=False)
+    engine = LlamaCppEngine("m", Path("m.gguf"), context_length=512, settings=LlamaCppSettings(threads=3))
+    argv = engine.worker_argv(4321)
+    assert argv[1:3] == ["-m", "radis_mlx.engines.llamacpp_worker"] and "--exec" not in argv
+    parsed = parse_args(argv[3:])
+    assert (parsed.port, parsed.ctx_size, parsed.parallel, parsed.threads) == (4321, 512, 4, 3)
+    assert parsed.jinja and not parsed.embedding
+
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert engine.worker_argv(1)[-2:] == ["--exec", str(binary)]  # found on PATH
+    monkeypatch.setenv("RADIS_LLAMA_SERVER", "/no/such/llama-server")
+    with pytest.raises(ModelLoadError, match="not found"):
+        engine.worker_argv(1)
+
+
+def test_llama_server_command_line():
+    args = parse_args(["--model", "m.gguf", "--port", "9", "--ctx-size", "64", "--embedding", "--no-jinja"])
+    argv = llama_server_argv("/bin/llama-server", args)
+    assert argv[:3] == ["/bin/llama-server", "--model", "m.gguf"]
+    for flag, value in (("--port", "9"), ("--ctx-size", "64"), ("--parallel", "4"), ("--host", "127.0.0.1")):
+        assert argv[argv.index(flag) + 1] == value
+    assert {"--embedding", "--no-jinja", "--kv-unified"} <= set(argv) and "--threads" not in argv
+
+
+def test_sampling_maps_onto_llama_cpp_names():
+    params = SamplingParams(temperature=0.5, top_k=0, repetition_penalty=1.3, logit_bias={5: -2.0}, seed=3)
+    body = _sampling(params)
+    assert body["repeat_penalty"] == 1.3 and body["repeat_last_n"] == PENALTY_WINDOW == 20
+    assert body["top_k"] == 0 and body["min_p"] == 0.0 and body["typical_p"] == 1.0
+    assert body["logit_bias"] == [[5, -2.0]] and body["seed"] == 3
+    assert _sampling(SamplingParams())["seed"] == -1  # llama.cpp: a random seed
+
+
+@pytest.fixture(scope="module")
+async def engine(smollm_gguf):
+    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=256, settings=LlamaCppSettings())
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def run(engine, request):
+    chunks = [chunk async for chunk in engine.generate(request)]
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+async def test_start_describes_the_model(engine, smollm_gguf):
+    assert engine.info.name == "llamacpp" and engine.info.context_length == 256
+    assert engine.info.size_bytes > 50_000_000 and engine.child.alive
+
+
+async def test_generation_counts_and_finish(engine):
+    text, last = await run(engine, GenerationRequest(prompt=[504, 3575, 282, 4649, 314], max_tokens=3))
+    assert (last.prompt_tokens, last.completion_tokens, last.finish_reason) == (5, 3, "length")
+    chat = GenerationRequest(messages=[ChatMessage("user", "Which city is the capital of France?")])
+    text, last = await run(
+        engine, GenerationRequest(**{**chat.__dict__, "max_tokens": 12, "sampling": GREEDY})
+    )
+    assert "Paris" in text and last.finish_reason == "stop"
+    assert await engine.detokenize([504, 3575]) == "The capital"
+
+
+async def test_stop_string_never_reaches_the_caller(engine):
+    request = GenerationRequest(prompt="The capital of France is", max_tokens=8, sampling=GREEDY)
+    full, _ = await run(engine, request)
+    stop = full[3:7]
+    cut, last = await run(engine, GenerationRequest(**{**request.__dict__, "stop": [stop]}))
+    assert cut == full[: full.index(stop)] and last.finish_reason == "stop"
+
+
+async def test_request_errors_come_before_the_first_chunk(engine):
+    cases = [
+        (GenerationRequest(prompt="word " * 300, max_tokens=1), ContextLengthExceeded),
+        (GenerationRequest(prompt="hi", max_tokens=300), ContextLengthExceeded),
+        (GenerationRequest(prompt=[1, 10_000_000], max_tokens=1), InvalidRequestError),
+        (GenerationRequest(prompt="", max_tokens=1), InvalidRequestError),
+        (
+            GenerationRequest(prompt="hi", sampling=SamplingParams(logit_bias={10**7: 1.0})),
+            InvalidRequestError,
+        ),
+    ]
+    for request, error in cases:
+        with pytest.raises(error):
+            await anext(engine.generate(request))
+    with pytest.raises(InvalidRequestError):
+        await engine.detokenize([10**7])
+
+
+async def test_max_tokens_none_fills_the_context(engine):
+    text, last = await run(engine, GenerationRequest(prompt="1, 2, 3,", max_tokens=None, sampling=GREEDY))
+    assert last.prompt_tokens + last.completion_tokens <= 256 and text
+
+
+async def test_a_dead_child_is_unavailable_and_reported(smollm_gguf):
+    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=256, settings=LlamaCppSettings())
+    exits = []
+    await engine.start()
+    engine.on_exit = lambda: exits.append(1)
+    try:
+        assert engine.child.process is not None
+        engine.child.process.kill()
+        await engine.child.process.wait()
+        with pytest.raises(EngineUnavailableError):
+            await anext(engine.generate(GenerationRequest(prompt="hi", max_tokens=1)))
+        assert exits
+    finally:
+        await engine.close()
+
+
+async def test_a_configured_llama_server_binary_is_used(tmp_path, smollm_gguf):
+    binary = tmp_path / "llama-server"
+    binary.write_text(FAKE_LLAMA_SERVER)
+    binary.chmod(0o755)
+    settings = LlamaCppSettings(binary=str(binary))
+    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=128, settings=settings)
+    await engine.start()
+    try:
+        assert engine.info.context_length == 128
+        _, last = await run(engine, GenerationRequest(prompt="The capital of France is", max_tokens=2))
+        assert last.completion_tokens == 2
+    finally:
+        await engine.close()
+    assert not engine.child.alive
