@@ -80,6 +80,8 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # Host names accepted besides localhost while bound to loopback (DNS-rebinding guard).
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    # A generation running longer than this ends with 408 (or an error event when streaming).
+    request_timeout: Annotated[float, Meta(gt=0)] = 600.0
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -3,6 +3,7 @@
 RadisError                      status  type
 ├── InvalidRequestError           400   invalid_request_error
 │   └── ContextLengthExceeded     400   invalid_request_error (code context_length_exceeded)
+├── RequestTimeoutError           408   invalid_request_error (code timeout)
 ├── AuthenticationError           401   authentication_error
 ├── NotFoundError                 404   not_found_error (code model_not_found for models)
 ├── ModelLoadError                500   server_error (code model_load_failed)
@@ -49,6 +50,12 @@ class InvalidRequestError(RadisError):
 
 class ContextLengthExceeded(InvalidRequestError):
     code = "context_length_exceeded"
+
+
+class RequestTimeoutError(RadisError):
+    status_code = 408
+    type = "invalid_request_error"
+    code = "timeout"
 
 
 class AuthenticationError(RadisError):

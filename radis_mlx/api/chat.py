@@ -10,8 +10,19 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.response import Stream
 
-from radis_mlx.api.common import SSE_DONE, SSE_HEADERS, collect, decode_body, new_id, sse, sse_error, started
-from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.api.common import (
+    SSE_DONE,
+    SSE_HEADERS,
+    Generate,
+    collect,
+    decode_body,
+    generate_until,
+    new_id,
+    sse,
+    sse_error,
+    started,
+)
+from radis_mlx.engines.base import GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
 from radis_mlx.schemas.chat import (
     ChatCompletion,
@@ -52,16 +63,18 @@ async def create_chat_completion(
         stack = AsyncExitStack()
         try:
             engine = await stack.enter_async_context(pool.acquire(body.model))
-            first = await started(engine.generate(generations[0]))
+            generate = generate_until(engine, pool.config.server.request_timeout)
+            first = await started(generate(generations[0]))
         except BaseException:
             await stack.aclose()
             raise
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _stream_events(stack, engine, first, generations, body.model, include_usage)
+        events = _stream_events(stack, generate, first, generations, body.model, include_usage)
         return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
     async with pool.acquire(body.model) as engine:
-        outcomes = [await collect(engine.generate(g)) for g in generations]
+        generate = generate_until(engine, pool.config.server.request_timeout)
+        outcomes = [await collect(generate(g)) for g in generations]
     return ChatCompletion(
         id=new_id("chatcmpl"),
         created=unix_time(),
@@ -76,7 +89,7 @@ async def create_chat_completion(
 
 async def _stream_events(
     stack: AsyncExitStack,
-    engine: Engine,
+    generate: Generate,
     first: AsyncIterator[GenerationChunk],
     generations: list[GenerationRequest],
     model: str,
@@ -91,7 +104,7 @@ async def _stream_events(
     prompt_tokens = completion_tokens = 0
     try:
         for index, generation in enumerate(generations):
-            stream = first if index == 0 else engine.generate(generation)
+            stream = first if index == 0 else generate(generation)
             yield chunk(index, ChoiceDelta(role="assistant", content=""))
             async for piece in stream:
                 if piece.text:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import msgspec
 
-from radis_mlx.engines.base import GenerationChunk
-from radis_mlx.errors import EngineError, InvalidRequestError, RadisError
+from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.errors import EngineError, InvalidRequestError, RadisError, RequestTimeoutError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -70,6 +71,31 @@ async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
         if chunk.finish_reason is not None:
             return Outcome("".join(pieces), chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens)
     raise EngineError("the engine ended the generation without a finish reason")
+
+
+Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
+
+
+def generate_until(engine: Engine, timeout: float) -> Generate:
+    """engine.generate, bounded by one deadline for the whole HTTP request."""
+    deadline = asyncio.get_running_loop().time() + timeout
+
+    async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        stream = engine.generate(request)
+        try:
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), max(remaining, 0))
+                except StopAsyncIteration:
+                    return
+                except asyncio.TimeoutError:
+                    raise RequestTimeoutError(f"the request took longer than {timeout:g} s") from None
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return bounded
 
 
 async def started(stream: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:

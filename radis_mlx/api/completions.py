@@ -10,7 +10,18 @@ from litestar.di import NamedDependency
 from litestar.response import Stream
 
 from radis_mlx.api.chat import choice_requests
-from radis_mlx.api.common import SSE_DONE, SSE_HEADERS, collect, decode_body, new_id, sse, sse_error, started
+from radis_mlx.api.common import (
+    SSE_DONE,
+    SSE_HEADERS,
+    Generate,
+    collect,
+    decode_body,
+    generate_until,
+    new_id,
+    sse,
+    sse_error,
+    started,
+)
 from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
 from radis_mlx.schemas.common import CompletionUsage, unix_time
@@ -35,12 +46,13 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
         engine = await stack.enter_async_context(pool.acquire(body.model))
         echoes = [await _echo(engine, p) if body.echo else "" for p in prompts]
         echoes = [e for e in echoes for _ in range(body.n)]
+        generate = generate_until(engine, pool.config.server.request_timeout)
         if body.stream:
-            first = await started(engine.generate(generations[0]))
+            first = await started(generate(generations[0]))
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _stream_events(stack, engine, first, generations, echoes, body, include_usage)
+            events = _stream_events(stack, generate, first, generations, echoes, body, include_usage)
             return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
-        outcomes = [await collect(engine.generate(g)) for g in generations]
+        outcomes = [await collect(generate(g)) for g in generations]
     except BaseException:
         await stack.aclose()
         raise
@@ -64,7 +76,7 @@ async def _echo(engine: Engine, prompt: str | list[int]) -> str:
 
 async def _stream_events(
     stack: AsyncExitStack,
-    engine: Engine,
+    generate: Generate,
     first: AsyncIterator[GenerationChunk],
     generations: list[GenerationRequest],
     echoes: list[str],
@@ -80,7 +92,7 @@ async def _stream_events(
     prompt_tokens = completion_tokens = 0
     try:
         for index, generation in enumerate(generations):
-            stream = first if index == 0 else engine.generate(generation)
+            stream = first if index == 0 else generate(generation)
             if echoes[index]:
                 yield chunk(index, echoes[index])
             async for piece in stream:

@@ -66,3 +66,23 @@ def test_missing_config_is_a_usage_error(tmp_path):
         [sys.executable, "-m", "radis_mlx", "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "models.toml" in result.stderr
+
+
+def test_sigterm_finishes_in_flight_streams_then_exits_0(tmp_path, smollm_gguf):
+    config = f'[models.m]\nsource = "{smollm_gguf}"\nengine = "mlx"\ncontext_length = 2048\n'
+    server = RunningServer(config, tmp_path).wait_ready()
+    client = OpenAI(base_url=server.url, api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "Count from one to twenty."}],
+        max_tokens=20,
+        temperature=0,
+        stream=True,
+    )
+    chunks = [next(stream)]
+    server.process.send_signal(signal.SIGTERM)
+    chunks += list(stream)
+    assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 5
+    assert server.process.wait(30) == 0
+    assert server.stop() == 0, server.log_tail()
