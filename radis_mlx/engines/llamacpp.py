@@ -1,8 +1,9 @@
 """GGUF models on llama.cpp: its own HTTP server in a supervised child, proxied over loopback.
 
-All llama.cpp-facing JSON lives here. A generation is one streamed POST /completion (chat
-messages are first templated by the child's /apply-template, with the GGUF's jinja template), so
-the text is exactly what the model produced and the counts are llama.cpp's own.
+A generation is one streamed request: chat messages go to the child's /v1/chat/completions
+(templated there with the GGUF's jinja template, reasoning left in the text), raw prompts to its
+/completion; the text is exactly what the model produced and the counts are llama.cpp's own. The
+JSON it speaks lives in llamacpp_protocol.py.
 """
 
 from __future__ import annotations
@@ -19,64 +20,25 @@ import httpx
 import msgspec
 
 from radis_mlx.config import LlamaCppSettings
-from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest, SamplingParams
+from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.llamacpp_protocol import (
+    Models,
+    chat_event,
+    child_error,
+    completion_event,
+    context_error,
+    sampling_body,
+    sse_lines,
+)
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.engines.supervisor import ChildProcess
 from radis_mlx.errors import (
-    ContextLengthExceeded,
-    EngineError,
     EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
-    RadisError,
 )
 
 log = logging.getLogger(__name__)
-
-# mlx-lm's penalties look at the last 20 tokens; llama.cpp's window is repeat_last_n.
-PENALTY_WINDOW = 20
-_FINISH = {"eos": "stop", "word": "stop", "limit": "length"}
-
-
-class _Progress(msgspec.Struct):
-    total: int = 0
-
-
-class _Chunk(msgspec.Struct):
-    """One streamed /completion event (llama.cpp sends many more fields; we skip them)."""
-
-    content: str = ""
-    stop: bool = False
-    stop_type: str = ""
-    tokens_predicted: int = 0
-    tokens_evaluated: int = 0
-    prompt_progress: _Progress | None = None
-
-
-class _Meta(msgspec.Struct):
-    n_vocab: int
-    n_ctx: int
-    n_ctx_train: int
-    size: int = 0
-
-
-class _ModelCard(msgspec.Struct):
-    meta: _Meta
-
-
-class _Models(msgspec.Struct):
-    data: list[_ModelCard]
-
-
-class _ErrorBody(msgspec.Struct):
-    message: str = ""
-    type: str = ""
-    n_prompt_tokens: int = 0
-    n_ctx: int = 0
-
-
-class _Error(msgspec.Struct):
-    error: _ErrorBody
 
 
 def find_llama_server(settings: LlamaCppSettings) -> str | None:
@@ -136,7 +98,7 @@ class LlamaCppEngine(Engine):
         )
         try:
             response = await self._client.get("/v1/models")
-            meta = msgspec.json.decode(response.content, type=_Models).data[0].meta
+            meta = msgspec.json.decode(response.content, type=Models).data[0].meta
         except (httpx.HTTPError, msgspec.DecodeError, IndexError) as exc:
             await self.close()
             raise ModelLoadError(f"llama.cpp did not describe {self.path.name}: {exc}") from exc
@@ -158,58 +120,62 @@ class LlamaCppEngine(Engine):
         return str(reply["content"])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        prompt = await self._prompt(request)
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
-        body = {**_sampling(request.sampling), "prompt": prompt, "stop": request.stop}
-        body.update(n_predict=-1 if request.max_tokens is None else request.max_tokens)
-        body.update(stream=True, cache_prompt=self.settings.cache_prompt, return_progress=True)
-        param = "messages" if request.messages is not None else "prompt"
+        body = {
+            **sampling_body(request.sampling),
+            "stop": request.stop,
+            "stream": True,
+            "return_progress": True,
+        }
+        body.update(cache_prompt=self.settings.cache_prompt, n_predict=request.max_tokens or -1)
+        if request.messages is not None:
+            # One request: the child templates the messages itself (its /apply-template costs a round trip).
+            path, parse, param = "/v1/chat/completions", chat_event, "messages"
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+            # Raw text, as MLX gives it: no reasoning split, and the counts in a final usage event.
+            body.update(reasoning_format="none", stream_options={"include_usage": True})
+        else:
+            path, parse, param = "/completion", completion_event, "prompt"
+            if isinstance(request.prompt, list):
+                self._check_token_ids(request.prompt, "prompt")
+            body["prompt"] = request.prompt or ""
         stops = StopBuffer(request.stop)
+        finish: str | None = None
+        checked = False
         client = self._require_client()
         try:
-            async with client.stream("POST", "/completion", json=body) as response:
+            async with client.stream("POST", path, json=body) as response:
                 if response.status_code != 200:
-                    raise _child_error(response.status_code, await response.aread(), param)
-                checked = False
-                async for line in response.aiter_lines():
-                    if line.startswith("error:"):
-                        raise _child_error(500, line[6:].encode(), param)
-                    if not line.startswith("data: "):
+                    raise child_error(response.status_code, await response.aread(), param)
+                async for line in sse_lines(response.aiter_raw()):
+                    if line.startswith(b"error:"):
+                        raise child_error(500, line[6:], param)
+                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
                         continue
-                    chunk = msgspec.json.decode(line[6:], type=_Chunk)
-                    if not checked:
+                    event = parse(line[6:])
+                    if not checked and event.prompt_total is not None:
                         # The first event names the prompt's length before any of it is evaluated.
-                        self._check_room(chunk, request.max_tokens, param)
+                        self._check_room(event.prompt_total, request.max_tokens, param)
                         checked = True
-                    if chunk.stop:
-                        text = stops.feed(chunk.content)
-                        text += stops.flush()
-                        finish = "stop" if stops.stopped else _FINISH.get(chunk.stop_type, "stop")
-                        yield GenerationChunk(text, finish, chunk.tokens_evaluated, chunk.tokens_predicted)
+                    text = stops.feed(event.text)
+                    finish = event.finish or finish
+                    if event.usage is not None:
+                        finish = "stop" if stops.stopped else finish or "stop"
+                        yield GenerationChunk(text + stops.flush(), finish, *event.usage)
                         return
-                    if text := stops.feed(chunk.content):
+                    if text:
                         yield GenerationChunk(text)
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)
 
-    def _check_room(self, chunk: _Chunk, max_tokens: int | None, param: str) -> None:
-        prompt_tokens = chunk.prompt_progress.total if chunk.prompt_progress else chunk.tokens_evaluated
+    def _check_room(self, prompt_tokens: int, max_tokens: int | None, param: str) -> None:
         if prompt_tokens == 0:
             raise InvalidRequestError("the prompt is empty", param="prompt")
         room = self.info.context_length - prompt_tokens
         wanted = room if max_tokens is None else max_tokens
         if room <= 0 or wanted > room:
-            raise _context_error(self.info.context_length, prompt_tokens, wanted, param)
-
-    async def _prompt(self, request: GenerationRequest) -> str | list[int]:
-        if request.messages is None:
-            if isinstance(request.prompt, list):
-                self._check_token_ids(request.prompt, "prompt")
-            return request.prompt or ""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        reply = await self._post("/apply-template", {"messages": messages})
-        return str(reply["prompt"])
+            raise context_error(self.info.context_length, prompt_tokens, wanted, param)
 
     def _check_token_ids(self, tokens: list[int], param: str) -> None:
         bad = next((t for t in tokens if not 0 <= t < self._vocab), None)
@@ -224,7 +190,7 @@ class LlamaCppEngine(Engine):
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         if response.status_code != 200:
-            raise _child_error(response.status_code, response.content, "prompt")
+            raise child_error(response.status_code, response.content, "prompt")
         reply: dict[str, Any] = response.json()
         return reply
 
@@ -245,47 +211,3 @@ class LlamaCppEngine(Engine):
     def _child_exited(self, code: int, stderr_tail: str) -> None:
         if self.on_exit is not None:
             self.on_exit()
-
-
-def _sampling(params: SamplingParams) -> dict[str, Any]:
-    """Our sampling fields in llama.cpp's names; samplers we do not expose are switched off."""
-    return {
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-        "min_p": params.min_p,
-        "typical_p": 1.0,
-        "dry_multiplier": 0.0,
-        "xtc_probability": 0.0,
-        "seed": -1 if params.seed is None else params.seed,
-        "presence_penalty": params.presence_penalty,
-        "frequency_penalty": params.frequency_penalty,
-        "repeat_penalty": params.repetition_penalty,
-        "repeat_last_n": PENALTY_WINDOW,
-        "logit_bias": [[token, bias] for token, bias in params.logit_bias.items()],
-    }
-
-
-def _context_error(context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
-    return ContextLengthExceeded(
-        f"This model's maximum context length is {context} tokens. However, you requested "
-        f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
-        param=param,
-    )
-
-
-def _child_error(status: int, content: bytes, param: str) -> RadisError:
-    """llama.cpp's error body as one of ours."""
-    try:
-        error = msgspec.json.decode(content, type=_Error).error
-    except msgspec.DecodeError:
-        error = _ErrorBody(message=content.decode(errors="replace")[:500])
-    if error.type == "exceed_context_size_error":
-        return _context_error(error.n_ctx, error.n_prompt_tokens, 0, param)
-    if "invalid token" in error.message.lower():
-        return InvalidRequestError(error.message, param="prompt")
-    if status == 503:
-        return EngineUnavailableError(f"llama.cpp is not ready: {error.message}")
-    if 400 <= status < 500:
-        return InvalidRequestError(f"llama.cpp rejected the request: {error.message}", param=param)
-    return EngineError(f"llama.cpp failed: {error.message}")

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from radis_mlx.engines.base import EmbeddingResult, Engine, EngineInfo
-from radis_mlx.engines.worker import ModelWorker
+from radis_mlx.engines.base import EmbeddingResult, EngineInfo
+from radis_mlx.engines.worker import ModelWorker, WorkerEngine
 from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, UnsupportedModelError
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ _POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_token
 _KNOWN_MODULES = {"Transformer", "Pooling", "Normalize"}
 
 
-class MlxEmbedEngine(Engine):
+class MlxEmbedEngine(WorkerEngine):
     """A BERT encoder and its tokenizer, owned by one worker thread."""
 
     def __init__(
@@ -43,18 +43,6 @@ class MlxEmbedEngine(Engine):
         self._normalize = False
         self._prefix: list[int] = []
         self._suffix: list[int] = []
-
-    async def start(self) -> None:
-        self._worker.start()
-        try:
-            await self._worker.call(self._load)
-        except BaseException:
-            await self._worker.close()
-            raise
-
-    async def close(self) -> None:
-        await self._worker.call(self._unload)
-        await self._worker.close()
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         return await self._worker.call(self._embed, inputs)
@@ -102,12 +90,6 @@ class MlxEmbedEngine(Engine):
             "pooling": "+".join(self._pooling),
             "dimensions": str(width),
         }
-
-    def _unload(self) -> None:
-        import mlx.core as mx
-
-        self._model = self._tokenizer = None
-        mx.clear_cache()
 
     def _embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         sequences = self._sequences(inputs)

@@ -11,20 +11,19 @@ from typing import Any
 
 from radis_mlx.engines.base import (
     EmbeddingResult,
-    Engine,
     EngineInfo,
     GenerationChunk,
     GenerationRequest,
     SamplingParams,
 )
 from radis_mlx.engines.stops import StopBuffer
-from radis_mlx.engines.worker import Emitter, ModelWorker
+from radis_mlx.engines.worker import Emitter, ModelWorker, WorkerEngine
 from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, RadisError
 
 log = logging.getLogger(__name__)
 
 
-class MlxLlmEngine(Engine):
+class MlxLlmEngine(WorkerEngine):
     """mlx-lm's model and tokenizer, owned by one worker thread."""
 
     def __init__(self, model_id: str, path: Path, *, context_length: int | None, cache_dir: Path) -> None:
@@ -35,18 +34,6 @@ class MlxLlmEngine(Engine):
         self._worker = ModelWorker(name=f"mlx:{model_id}")
         self._model: Any = None
         self._tokenizer: Any = None
-
-    async def start(self) -> None:
-        self._worker.start()
-        try:
-            await self._worker.call(self._load)
-        except BaseException:
-            await self._worker.close()
-            raise
-
-    async def close(self) -> None:
-        await self._worker.call(self._unload)
-        await self._worker.close()
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         return self._worker.stream(partial(self._generate, request))
@@ -85,12 +72,6 @@ class MlxLlmEngine(Engine):
         self.info.size_bytes = sum(v.nbytes for _, v in parameters)
         self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
         mx.eval(self._model.parameters())
-
-    def _unload(self) -> None:
-        import mlx.core as mx
-
-        self._model = self._tokenizer = None
-        mx.clear_cache()
 
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         tokenizer = self._tokenizer

@@ -14,6 +14,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
+from radis_mlx.engines.base import Engine
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -111,3 +113,34 @@ class ModelWorker:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
+
+
+class WorkerEngine(Engine):
+    """An engine whose model lives on one ModelWorker: start() runs _load there, close() _unload."""
+
+    _worker: ModelWorker
+    _model: Any = None
+    _tokenizer: Any = None
+
+    async def start(self) -> None:
+        self._worker.start()
+        try:
+            await self._worker.call(self._load)
+        except BaseException:
+            await self._worker.close()
+            raise
+
+    async def close(self) -> None:
+        await self._worker.call(self._unload)
+        await self._worker.close()
+
+    def _load(self) -> None:
+        """Load the model (on the worker thread)."""
+        raise NotImplementedError
+
+    def _unload(self) -> None:
+        """Drop the model and free what MLX caches (on the worker thread)."""
+        import mlx.core as mx
+
+        self._model = self._tokenizer = None
+        mx.clear_cache()

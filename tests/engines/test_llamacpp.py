@@ -10,7 +10,8 @@ import pytest
 from radis_mlx.config import LlamaCppSettings, ModelEntry
 from radis_mlx.engines import choose_engine
 from radis_mlx.engines.base import ChatMessage, GenerationRequest, SamplingParams
-from radis_mlx.engines.llamacpp import PENALTY_WINDOW, LlamaCppEngine, _sampling
+from radis_mlx.engines.llamacpp import LlamaCppEngine
+from radis_mlx.engines.llamacpp_protocol import PENALTY_WINDOW, sampling_body
 from radis_mlx.engines.llamacpp_worker import llama_server_argv, parse_args
 from radis_mlx.errors import (
     ContextLengthExceeded,
@@ -92,11 +93,11 @@ def test_llama_server_command_line():
 
 def test_sampling_maps_onto_llama_cpp_names():
     params = SamplingParams(temperature=0.5, top_k=0, repetition_penalty=1.3, logit_bias={5: -2.0}, seed=3)
-    body = _sampling(params)
+    body = sampling_body(params)
     assert body["repeat_penalty"] == 1.3 and body["repeat_last_n"] == PENALTY_WINDOW == 20
     assert body["top_k"] == 0 and body["min_p"] == 0.0 and body["typical_p"] == 1.0
     assert body["logit_bias"] == [[5, -2.0]] and body["seed"] == 3
-    assert _sampling(SamplingParams())["seed"] == -1  # llama.cpp: a random seed
+    assert sampling_body(SamplingParams())["seed"] == -1  # llama.cpp: a random seed
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,177 @@
+"""llama.cpp's wire format: the JSON its server speaks, decoded into our plain types.
+
+The only place that knows llama.cpp's field names: request bodies for sampling, the streamed events
+of /completion and /v1/chat/completions, /v1/models metadata, and its error bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from radis_mlx.engines.base import SamplingParams
+from radis_mlx.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    RadisError,
+)
+
+# mlx-lm's penalties look at the last 20 tokens; llama.cpp's window is repeat_last_n.
+PENALTY_WINDOW = 20
+_FINISH = {"eos": "stop", "word": "stop", "limit": "length"}
+
+
+class _Progress(msgspec.Struct):
+    total: int = 0
+
+
+class _Chunk(msgspec.Struct):
+    """One streamed /completion event (llama.cpp sends many more fields; we skip them)."""
+
+    content: str = ""
+    stop: bool = False
+    stop_type: str = ""
+    tokens_predicted: int = 0
+    tokens_evaluated: int = 0
+    prompt_progress: _Progress | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _ChatChunk(msgspec.Struct):
+    """One streamed /v1/chat/completions event; with include_usage the last one carries the counts."""
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    prompt_progress: _Progress | None = None
+
+
+@dataclass
+class Event:
+    """Either endpoint's event, normalized: `usage` (prompt, completion) marks the last one."""
+
+    text: str
+    finish: str | None = None
+    usage: tuple[int, int] | None = None
+    prompt_total: int | None = None
+
+
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a raw byte stream into lines; cheaper than httpx's text decoding, once per token."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line:
+                yield line
+    if pending:
+        yield pending
+
+
+def completion_event(data: bytes) -> Event:
+    chunk = msgspec.json.decode(data, type=_Chunk)
+    total = chunk.prompt_progress.total if chunk.prompt_progress else chunk.tokens_evaluated
+    if not chunk.stop:
+        return Event(chunk.content, prompt_total=total)
+    usage = (chunk.tokens_evaluated, chunk.tokens_predicted)
+    return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total)
+
+
+def chat_event(data: bytes) -> Event:
+    chunk = msgspec.json.decode(data, type=_ChatChunk)
+    choice = chunk.choices[0] if chunk.choices else None
+    usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) if chunk.usage else None
+    return Event(
+        (choice.delta.content or "") if choice else "",
+        choice.finish_reason if choice else None,
+        usage,
+        chunk.prompt_progress.total if chunk.prompt_progress else None,
+    )
+
+
+class _Meta(msgspec.Struct):
+    n_vocab: int
+    n_ctx: int
+    n_ctx_train: int
+    size: int = 0
+
+
+class _ModelCard(msgspec.Struct):
+    meta: _Meta
+
+
+class Models(msgspec.Struct):
+    data: list[_ModelCard]
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str = ""
+    type: str = ""
+    n_prompt_tokens: int = 0
+    n_ctx: int = 0
+
+
+class _Error(msgspec.Struct):
+    error: _ErrorBody
+
+
+def sampling_body(params: SamplingParams) -> dict[str, Any]:
+    """Our sampling fields in llama.cpp's names; samplers we do not expose are switched off."""
+    return {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+        "min_p": params.min_p,
+        "typical_p": 1.0,
+        "dry_multiplier": 0.0,
+        "xtc_probability": 0.0,
+        "seed": -1 if params.seed is None else params.seed,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "repeat_penalty": params.repetition_penalty,
+        "repeat_last_n": PENALTY_WINDOW,
+        "logit_bias": [[token, bias] for token, bias in params.logit_bias.items()],
+    }
+
+
+def context_error(context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
+    return ContextLengthExceeded(
+        f"This model's maximum context length is {context} tokens. However, you requested "
+        f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
+        param=param,
+    )
+
+
+def child_error(status: int, content: bytes, param: str) -> RadisError:
+    """llama.cpp's error body as one of ours."""
+    try:
+        error = msgspec.json.decode(content, type=_Error).error
+    except msgspec.DecodeError:
+        error = _ErrorBody(message=content.decode(errors="replace")[:500])
+    if error.type == "exceed_context_size_error":
+        return context_error(error.n_ctx, error.n_prompt_tokens, 0, param)
+    if "invalid token" in error.message.lower():
+        return InvalidRequestError(error.message, param="prompt")
+    if status == 503:
+        return EngineUnavailableError(f"llama.cpp is not ready: {error.message}")
+    if 400 <= status < 500:
+        return InvalidRequestError(f"llama.cpp rejected the request: {error.message}", param=param)
+    return EngineError(f"llama.cpp failed: {error.message}")
