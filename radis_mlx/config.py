@@ -42,6 +42,11 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     matryoshka: bool = False  # `dimensions` below the model's size allowed (truncate, re-normalize)
     # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state).
     embeddings: bool = False
+    # Pool: idle seconds before unloading (over [pool] ttl), never evicted, loaded at startup, other names.
+    ttl: Annotated[int, Meta(ge=1)] | None = None
+    pinned: bool = False
+    preload: bool = False
+    aliases: list[str] = msgspec.field(default_factory=list)
 
     @property
     def serves_embeddings(self) -> bool:
@@ -84,11 +89,25 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     request_timeout: Annotated[float, Meta(gt=0)] = 600.0
 
 
+class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """How many models stay loaded, for how long, and where models are discovered."""
+
+    # Unset: MLX's recommended working set on Apple Silicon, else 75% of RAM.
+    memory_budget_gib: Annotated[float, Meta(gt=0)] | None = None
+    # Idle seconds before a model is unloaded; unset keeps models until memory is needed.
+    ttl: Annotated[int, Meta(ge=1)] | None = None
+    # Folders searched (recursively) for GGUF files, each served under its file stem.
+    model_dirs: list[str] = msgspec.field(default_factory=list)
+    # Serve MLX-format repos found in the Hugging Face cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub).
+    discover_hf_cache: bool = True
+
+
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole configuration; passed into create_app, never read from globals."""
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     engines: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    pool: PoolSettings = msgspec.field(default_factory=PoolSettings)
     models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
     # The folder relative sources are resolved against (the config file's folder).
     base_dir: str = "."

@@ -6,8 +6,10 @@ RadisError                      status  type
 ├── RequestTimeoutError           408   invalid_request_error (code timeout)
 ├── AuthenticationError           401   authentication_error
 ├── NotFoundError                 404   not_found_error (code model_not_found for models)
+├── ConflictError                 409   invalid_request_error (code model_loaded: rm of a loaded model)
 ├── ModelLoadError                500   server_error (code model_load_failed)
-│   └── UnsupportedModelError     400   invalid_request_error (code unsupported_model)
+│   ├── UnsupportedModelError     400   invalid_request_error (code unsupported_model)
+│   └── ModelTooLargeError        507   server_error (code model_too_large: over the memory budget)
 ├── EngineError                   500   server_error
 └── EngineUnavailableError        503   server_error (code engine_unavailable)
 
@@ -87,6 +89,29 @@ class UnsupportedModelError(ModelLoadError):
     status_code = 400
     type = "invalid_request_error"
     code = "unsupported_model"
+
+
+class ModelTooLargeError(ModelLoadError):
+    """The model's estimated bytes exceed the memory budget (alone, or beside pinned models)."""
+
+    status_code = 507
+    code = "model_too_large"
+
+    def __init__(self, model: str, needed: int, available: int, *, beside: bool = False) -> None:
+        gib = 1024**3
+        where = "beside the pinned models" if beside else "in the memory budget"
+        super().__init__(
+            f"The model '{model}' needs about {needed / gib:.2f} GiB (weights + KV cache), more than the "
+            f"{max(available, 0) / gib:.2f} GiB available {where}; raise [pool] memory_budget_gib or "
+            "lower its context_length",
+            param="model",
+        )
+
+
+class ConflictError(RadisError):
+    status_code = 409
+    type = "invalid_request_error"
+    code = "model_loaded"
 
 
 class EngineError(RadisError):

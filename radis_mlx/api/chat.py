@@ -62,7 +62,7 @@ async def create_chat_completion(
     if body.stream:
         stack = AsyncExitStack()
         try:
-            engine = await stack.enter_async_context(pool.acquire(body.model))
+            engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
             generate = generate_until(engine, pool.config.server.request_timeout)
             first = await started(generate(generations[0]))
         except BaseException:
@@ -72,7 +72,7 @@ async def create_chat_completion(
         events = _stream_events(stack, generate, first, generations, body.model, include_usage)
         return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
-    async with pool.acquire(body.model) as engine:
+    async with pool.acquire(body.model, ttl=body.ttl) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout)
         outcomes = [await collect(generate(g)) for g in generations]
     return ChatCompletion(

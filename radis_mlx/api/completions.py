@@ -43,7 +43,7 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
     generations = [g for p in prompts for g in choice_requests(body.to_generation(p, defaults), body.n)]
     stack = AsyncExitStack()
     try:
-        engine = await stack.enter_async_context(pool.acquire(body.model))
+        engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
         echoes = [await _echo(engine, p) if body.echo else "" for p in prompts]
         echoes = [e for e in echoes for _ in range(body.n)]
         generate = generate_until(engine, pool.config.server.request_timeout)

@@ -27,6 +27,6 @@ async def create_embeddings(request: Request, pool: NamedDependency[ModelPool]) 
             f"the model '{body.model}' does not produce embeddings", param="model", code="model_not_embedding"
         )
     inputs = body.to_inputs(entry.max_inputs)
-    async with pool.acquire(body.model) as engine:
+    async with pool.acquire(body.model, ttl=body.ttl) as engine:
         result = await engine.embed(inputs)
     return body.to_response(result, matryoshka=entry.matryoshka)

@@ -10,9 +10,10 @@ from radis_mlx.pool import ModelPool, PoolSlot
 from radis_mlx.schemas.models import Model, ModelList
 
 
-def describe(slot: PoolSlot) -> Model:
+def describe(pool: ModelPool, slot: PoolSlot) -> Model:
     """The OpenAI Model object for a pool slot, with our extension fields."""
     info = slot.engine.info if slot.engine is not None else None
+    facts = pool.catalog.facts(slot)
     return Model(
         id=slot.model_id,
         created=slot.created,
@@ -21,19 +22,21 @@ def describe(slot: PoolSlot) -> Model:
         engine=info.name if info else slot.entry.engine,
         kind=slot.entry.kind,
         context_length=info.context_length if info else slot.entry.context_length,
-        size_bytes=info.size_bytes if info else None,
+        quantization=facts.quantization if facts else None,
+        size_bytes=(info.size_bytes if info else 0) or (facts.weights if facts else None),
         description=slot.entry.description,
     )
 
 
 @get("/v1/models", summary="List models", tags=["OpenAI"])
 async def list_models(pool: NamedDependency[ModelPool]) -> ModelList:
-    return ModelList(data=[describe(slot) for slot in pool.slots()])
+    pool.refresh()
+    return ModelList(data=[describe(pool, slot) for slot in pool.slots()])
 
 
 @get("/v1/models/{model_id:path}", summary="Retrieve a model", tags=["OpenAI"])
 async def retrieve_model(model_id: FromPath[str], pool: NamedDependency[ModelPool]) -> Model:
-    return describe(pool.get(model_id.lstrip("/")))
+    return describe(pool, pool.get(model_id.lstrip("/")))
 
 
 @get("/health", summary="Liveness", tags=["Server"])

@@ -22,10 +22,12 @@ _ERRORS = {
     "401": "Missing or wrong API key",
     "403": "Host not allowed",
     "404": "Unknown model or route",
+    "409": "Model is loaded (delete)",
     "413": "Request body too large",
     "415": "Request body is not application/json",
     "500": "Engine or model load failure",
     "503": "Engine unavailable",
+    "507": "Model too large for the memory budget (code model_too_large)",
 }
 
 
@@ -33,6 +35,7 @@ def document(app: Litestar) -> None:
     """Add request bodies, SSE responses and error responses to app.openapi_schema (in place)."""
     spec = app.openapi_schema
     requests: dict[tuple[str, str], type[msgspec.Struct]] = {}
+    events: dict[str, type[msgspec.Struct]] = {}  # path → the Struct each SSE event carries
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -40,12 +43,15 @@ def document(app: Litestar) -> None:
             if request := handler.opt.get("request"):
                 path = route.path_format
                 requests.update({(path, method.lower()): request for method in handler.http_methods})
-    _, components = msgspec.json.schema_components([*requests.values(), ErrorResponse], ref_template=_REF)
+            if event := handler.opt.get("sse"):
+                events[route.path_format] = event
+    structs = [*requests.values(), *events.values(), ErrorResponse]
+    _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     schemas = spec.components.schemas if spec.components and spec.components.schemas is not None else {}
     schemas.update(components)
     error = {"content": {"application/json": {"schema": {"$ref": _REF.format(name="ErrorResponse")}}}}
     for path, item in (spec.paths or {}).items():
-        for method in ("get", "post"):
+        for method in ("get", "post", "delete"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue
@@ -53,6 +59,10 @@ def document(app: Litestar) -> None:
             responses.update({code: {"description": text, **error} for code, text in _ERRORS.items()})
             if request := requests.get((path, method)):
                 _document_request(operation, request, responses)
+            if event := events.get(path):
+                stream = {"type": "string", "description": f"data: {{{event.__name__}}}\\n\\n … [DONE]"}
+                content = {"text/event-stream": {"schema": stream}}
+                responses["200"] = {"description": f"Server-sent {event.__name__} events", "content": content}
             operation.responses = responses
 
 

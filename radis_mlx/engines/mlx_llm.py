@@ -61,6 +61,7 @@ class MlxLlmEngine(WorkerEngine):
         try:
             loaded = mlx_lm.load(str(folder))
             self._model, self._tokenizer = loaded[0], loaded[1]
+            _keep_leading_space(self._tokenizer)
         except RadisError:
             raise
         except Exception as exc:
@@ -173,3 +174,16 @@ def _sampling(params: SamplingParams) -> tuple[Any, list[Any]]:
 def _trained_context(folder: Path) -> int:
     config = json.loads((folder / "config.json").read_text())
     return int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)
+
+
+def _keep_leading_space(tokenizer: Any) -> None:
+    """Stream ' Paris' after 'The capital of France is', as OpenAI and llama.cpp do.
+
+    mlx-lm's streaming detokenizers drop the first token's leading space (right for a chat
+    reply shown alone, wrong for a completion that continues its prompt).
+    """
+    detokenizer = tokenizer._detokenizer  # per-request copies are made from this one
+    if hasattr(detokenizer, "trim_space"):
+        detokenizer.trim_space = False
+    if hasattr(detokenizer, "_maybe_trim_space"):
+        detokenizer._maybe_trim_space = lambda text: text

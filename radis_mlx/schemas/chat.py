@@ -15,6 +15,7 @@ from radis_mlx.schemas.common import (
     MaxTokens,
     SamplingFields,
     StreamOptions,
+    TtlSeconds,
 )
 
 
@@ -83,6 +84,8 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     tools: list[dict[str, Any]] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     user: str | None = None
+    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    ttl: TtlSeconds | None = None
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request; refuses what we would otherwise silently ignore."""

@@ -16,6 +16,7 @@ TopP = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 MaxTokens = Annotated[int, Meta(ge=1)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
+TtlSeconds = Annotated[int, Meta(ge=1)]
 Stop = str | list[str] | None
 
 

@@ -9,7 +9,14 @@ from msgspec import UNSET, Struct, UnsetType
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.engines.base import GenerationRequest
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.schemas.common import ChoiceCount, CompletionUsage, MaxTokens, SamplingFields, StreamOptions
+from radis_mlx.schemas.common import (
+    ChoiceCount,
+    CompletionUsage,
+    MaxTokens,
+    SamplingFields,
+    StreamOptions,
+    TtlSeconds,
+)
 
 # OpenAI accepts a string, a list of strings, a token list, or a list of token lists; msgspec
 # allows one array type per union, so the element type is a union checked in prompts().
@@ -28,6 +35,8 @@ class CompletionRequest(SamplingFields, kw_only=True):
     stream_options: StreamOptions | None = None
     suffix: str | None = None
     user: str | None = None
+    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    ttl: TtlSeconds | None = None
 
     def prompts(self) -> list[str | list[int]]:
         """One entry per prompt: text, or token ids."""

@@ -10,6 +10,7 @@ from msgspec import Meta, Struct
 
 from radis_mlx.engines.base import EmbeddingResult
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.schemas.common import TtlSeconds
 
 # A string, a list of strings, a token list, or a list of token lists; msgspec allows one array
 # type per union, so the element type is a union checked in to_inputs().
@@ -23,6 +24,8 @@ class EmbeddingRequest(Struct, kw_only=True):
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    ttl: TtlSeconds | None = None
 
     def to_inputs(self, max_inputs: int) -> list[str] | list[list[int]]:
         """The engine's inputs: texts, or token-id lists; 400 for empty, mixed or too many."""

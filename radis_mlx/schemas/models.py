@@ -17,6 +17,7 @@ class Model(Struct):
     engine: str = "auto"
     kind: str = "llm"
     context_length: int | None = None
+    quantization: str | None = None
     size_bytes: int | None = None
     description: str = ""
 

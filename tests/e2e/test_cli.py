@@ -24,7 +24,7 @@ def test_readme_quickstart_answers_paris(tmp_path, smollm_gguf):
             model="smollm2-135m-instruct",
             temperature=0,
             max_tokens=12,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            messages=[{"role": "user", "content": "Which city is the capital of France?"}],
         )
         assert "Paris" in reply.choices[0].message.content
     finally:

@@ -14,6 +14,8 @@ def test_string_prompt(client, model):
     assert reply.object == "text_completion" and reply.id.startswith("cmpl-")
     assert reply.choices[0].finish_reason in ("length", "stop")
     assert reply.usage.completion_tokens <= 4 and reply.choices[0].text
+    # The continuation keeps its leading space ("... France is" + " Paris").
+    assert reply.choices[0].text.startswith(" "), reply.choices[0].text
 
 
 def test_default_max_tokens_is_16(client, model):

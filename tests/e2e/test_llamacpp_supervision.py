@@ -56,9 +56,11 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 @pytest.fixture
 def running(tmp_path, smollm_gguf):
-    server = RunningServer(CONFIG, tmp_path).wait_ready()
-    yield server
-    server.stop()
+    server = RunningServer(CONFIG, tmp_path)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
 
 
 def loaded_child(server: RunningServer, client: OpenAI) -> int:
@@ -138,8 +140,9 @@ def test_repeated_crashes_back_off(running):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_no_child_outlives_the_server(tmp_path, smollm_gguf, sig):
-    server = RunningServer(CONFIG, tmp_path).wait_ready()
+    server = RunningServer(CONFIG, tmp_path)
     try:
+        server.wait_ready()
         child = loaded_child(server, OpenAI(base_url=server.url, api_key="x", max_retries=0))
         server.process.send_signal(sig)
         server.process.wait(30)

@@ -13,8 +13,7 @@ flipped argmax changes the rest of the answer:
 engines give the same token with log-probs within ~0.01. The threshold below guards that measured
 agreement; a larger or less quantized model would be the place to ask for 4 of 5.
 
-Chat prompts only: for raw completions MLX's streaming detokenizer drops the leading space of the
-first token (" Paris" comes back as "Paris"), an MLX-engine difference outside this comparison.
+Chat prompts here; raw completions keep their leading space on both engines (test_completions).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
+from radis_mlx.errors import ModelLoadError
 from radis_mlx.pool import ModelPool
 from tests.fakes import FakeEngine
 
@@ -24,7 +25,12 @@ def fake_app():
     async def factory(model_id, entry):
         return FakeEngine(context_length=4096)
 
-    return create_app(config, ModelPool(config, factory=factory))
+    def no_download(source, progress=None):
+        raise ModelLoadError(f"the fuzz app downloads nothing ({source})")
+
+    pool = ModelPool(config, factory=factory)
+    pool.store.materialize = no_download  # pulls of generated ids must never reach the network
+    return create_app(config, pool)
 
 
 schema = schemathesis.openapi.from_asgi("/openapi/openapi.json", fake_app())

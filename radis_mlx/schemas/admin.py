@@ -1,0 +1,97 @@
+"""The management API (/api/v0/...): LM Studio's REST shapes where they exist, ours besides."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct
+
+from radis_mlx.schemas.common import TtlSeconds
+
+
+class LoadRequest(Struct, kw_only=True):
+    model: str
+    # Idle seconds before the model unloads again (as LM Studio's `ttl`); unset: the entry's or [pool]'s.
+    ttl: TtlSeconds | None = None
+
+
+class UnloadRequest(Struct, kw_only=True):
+    model: str
+
+
+class PullRequest(Struct, kw_only=True):
+    # A model id (configured or discovered) or a source: "org/repo", "hf:org/repo/file.gguf", "pypi:...".
+    model: str
+
+
+class ModelInfo(Struct, kw_only=True):
+    """One model as LM Studio's GET /api/v0/models lists it, plus our fields after `max_context_length`."""
+
+    id: str
+    object: Literal["model"] = "model"
+    type: Literal["llm", "embeddings"]
+    publisher: str
+    arch: str | None
+    compatibility_type: str | None  # "gguf" or "mlx" (the files' format)
+    quantization: str | None
+    state: str  # "not-loaded", "loading", "loaded" or "unloading"
+    max_context_length: int | None
+    engine: str
+    origin: str  # "config", "hf-cache", "model-dir" or "cache"
+    size_bytes: int | None
+    pinned: bool
+    aliases: list[str]
+
+
+class ModelInfoList(Struct):
+    data: list[ModelInfo]
+    object: Literal["list"] = "list"
+
+
+class LoadedModel(Struct, kw_only=True):
+    """A loaded model: what it holds, when it was last used, when it unloads."""
+
+    id: str
+    engine: str
+    state: str
+    size_bytes: int  # held in the budget: measured weights (else the estimate) + the KV cache estimate
+    measured_bytes: int  # what the engine reported after loading (0: nothing reported)
+    estimated_bytes: int  # weights + KV cache, estimated from the files before loading
+    active_requests: int
+    last_used: int  # unix time
+    idle_seconds: float
+    ttl: float | None  # idle seconds before unloading; null: never (pinned, or no TTL)
+    ttl_left: float | None
+    pinned: bool
+    context_length: int
+    details: dict[str, str]
+
+
+class LoadedModelList(Struct, kw_only=True):
+    data: list[LoadedModel]
+    object: Literal["list"] = "list"
+    budget_bytes: int
+    used_bytes: int
+
+
+class UnloadResponse(Struct):
+    id: str
+    unloaded: bool  # false: it was not loaded
+
+
+class DeletedModel(Struct):
+    """As OpenAI's DELETE /v1/models/{model}."""
+
+    id: str
+    deleted: bool
+    object: Literal["model"] = "model"
+
+
+class PullEvent(Struct, kw_only=True, omit_defaults=True):
+    """One SSE event of a pull (as Ollama's /api/pull streams them): status, then bytes done/total."""
+
+    status: Literal["pulling", "downloading", "success"]
+    model: str
+    completed: int | None = None
+    total: int | None = None
+    path: str | None = None
