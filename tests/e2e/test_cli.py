@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from tests.server import RunningServer
+from tests.server import RunningServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,3 +86,35 @@ def test_sigterm_finishes_in_flight_streams_then_exits_0(tmp_path, smollm_gguf):
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 5
     assert server.process.wait(30) == 0
     assert server.stop() == 0, server.log_tail()
+
+
+def test_non_loopback_bind_without_a_key_warns_loudly(tmp_path):
+    config = tmp_path / "models.toml"
+    config.write_text('[models.x]\nsource = "./nothing.gguf"\n')
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "radis_mlx",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--no-fetch",
+            "--config",
+            str(config),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        lines = [process.stderr.readline() for _ in range(2)]
+        assert any("WARNING" in line and "without an API key" in line for line in lines), lines
+    finally:
+        process.terminate()
+        process.wait(30)
+        process.stderr.close()
