@@ -47,6 +47,10 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
         from radis_mlx.engines.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(
-            model_id, path, context_length=entry.context_length, settings=config.engines.llamacpp
+            model_id,
+            path,
+            context_length=entry.context_length,
+            settings=config.engines.llamacpp,
+            embedding=entry.embeddings,
         )
     raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

@@ -20,7 +20,7 @@ import httpx
 import msgspec
 
 from radis_mlx.config import LlamaCppSettings
-from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.base import EmbeddingResult, Engine, EngineInfo, GenerationChunk, GenerationRequest
 from radis_mlx.engines.llamacpp_protocol import (
     Models,
     chat_event,
@@ -114,6 +114,16 @@ class LlamaCppEngine(Engine):
             await self._client.aclose()
         await self.child.stop()
 
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        if not self.embedding:
+            return await super().embed(inputs)
+        for tokens in inputs:
+            if isinstance(tokens, list):
+                self._check_token_ids(tokens, "input")
+        reply = await self._post("/v1/embeddings", {"input": inputs, "encoding_format": "float"}, "input")
+        data = sorted(reply["data"], key=lambda item: item["index"])
+        return EmbeddingResult([item["embedding"] for item in data], int(reply["usage"]["prompt_tokens"]))
+
     async def detokenize(self, tokens: list[int]) -> str:
         self._check_token_ids(tokens, "prompt")
         reply = await self._post("/detokenize", {"tokens": tokens})
@@ -184,13 +194,13 @@ class LlamaCppEngine(Engine):
                 f"token id {bad} is outside the vocabulary (0..{self._vocab - 1})", param=param
             )
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any], param: str = "prompt") -> dict[str, Any]:
         try:
             response = await self._require_client().post(path, json=body)
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         if response.status_code != 200:
-            raise child_error(response.status_code, response.content, "prompt")
+            raise child_error(response.status_code, response.content, param)
         reply: dict[str, Any] = response.json()
         return reply
 

@@ -49,7 +49,7 @@ def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
     if args.threads:
         argv += ["--threads", str(args.threads)]
     if args.embedding:
-        argv.append("--embedding")
+        argv += ["--embedding", "--pooling", args.pooling]
     argv.append("--jinja" if args.jinja else "--no-jinja")
     return argv
 
@@ -68,6 +68,7 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     params.kv_unified = True
     params.n_gpu_layers = args.gpu_layers
     params.embedding = args.embedding
+    params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     params.use_jinja = args.jinja
     params.cache_prompt = True
     params.ui = False
@@ -96,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--gpu-layers", type=int, default=0)
     parser.add_argument("--embedding", action="store_true")
+    # Mean pooling: what an LLM entry's embeddings are on MLX too (llama.cpp's default is none).
+    parser.add_argument("--pooling", choices=["none", "mean", "cls", "last"], default="mean")
     parser.add_argument("--no-jinja", dest="jinja", action="store_false")
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--exec", dest="binary", help="run this llama-server binary instead of the wheel")

@@ -24,10 +24,16 @@ kind = "embedding"
 truncate = false
 matryoshka = true
 
-[models.smollm2-embed]
+[models.smollm2-embed-mlx]
 source = "{STARTER_SOURCE}"
 engine = "mlx"
 embeddings = true
+
+[models.smollm2-embed-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+embeddings = true
+context_length = 512
 """
 
 

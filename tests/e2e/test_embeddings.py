@@ -10,6 +10,8 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
+from tests.e2e.conftest import ENGINES
+
 MODEL = "minilm"  # max_inputs 64, max_batch 8
 STRICT = "minilm-strict"  # truncate = false, matryoshka = true
 SENTENCES = [
@@ -167,11 +169,31 @@ def test_chat_model_cannot_embed_and_embedding_model_cannot_chat(client, model):
     assert len(client.embeddings.create(model=MODEL, input="still here").data) == 1
 
 
-def test_llm_entry_with_embeddings_enabled_mean_pools_hidden_states(client):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_llm_entry_with_embeddings_enabled_mean_pools_hidden_states(client, engine):
+    model = f"smollm2-embed-{engine}"
     texts = ["A cat sits on the mat", "Quarterly earnings report"]
-    batch = client.embeddings.create(model="smollm2-embed", input=texts, encoding_format="float")
-    single = client.embeddings.create(model="smollm2-embed", input=texts[1], encoding_format="float")
+    batch = client.embeddings.create(model=model, input=texts, encoding_format="float")
+    single = client.embeddings.create(model=model, input=texts[1], encoding_format="float")
     assert vectors(batch).shape == (2, 576)  # SmolLM2-135M's hidden size
     assert np.allclose(np.linalg.norm(vectors(batch), axis=1), 1, atol=1e-5)
     assert np.abs(vectors(batch)[1] - vectors(single)[0]).max() < 1e-5
     assert batch.usage.prompt_tokens > single.usage.prompt_tokens > 0
+    # The same model still chats.
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert reply.usage.completion_tokens >= 1
+
+
+def test_llm_embeddings_agree_across_engines(client):
+    """Same weights, same mean pooling: MLX and llama.cpp vectors point the same way (the engines'
+    matmul precision differs, see test_parity, so not bit for bit)."""
+    texts = ["A cat sits on the mat", "Quarterly earnings report", "The capital of France is Paris."]
+    mlx, llama = (
+        client.embeddings.create(model=f"smollm2-embed-{engine}", input=texts, encoding_format="float")
+        for engine in ("mlx", "llamacpp")
+    )
+    cosines = (vectors(mlx) * vectors(llama)).sum(axis=1)
+    assert cosines.min() > 0.99, cosines
+    assert mlx.usage.prompt_tokens == llama.usage.prompt_tokens
