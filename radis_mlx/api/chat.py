@@ -31,6 +31,7 @@ from radis_mlx.schemas.chat import (
     ChatCompletionRequest,
     Choice,
     ChoiceDelta,
+    ChoiceLogprobs,
     ChunkChoice,
 )
 from radis_mlx.schemas.common import CompletionUsage, unix_time
@@ -80,7 +81,9 @@ async def create_chat_completion(
         created=unix_time(),
         model=body.model,
         choices=[
-            Choice(i, ChatCompletionMessage("assistant", o.text), None, o.finish_reason)
+            Choice(
+                i, ChatCompletionMessage("assistant", o.text), ChoiceLogprobs.of(o.logprobs), o.finish_reason
+            )
             for i, o in enumerate(outcomes)
         ],
         usage=CompletionUsage.of(outcomes[0].prompt_tokens, sum(o.completion_tokens for o in outcomes)),
@@ -97,8 +100,10 @@ async def _stream_events(
 ) -> AsyncIterator[bytes]:
     completion_id, created = new_id("chatcmpl"), unix_time()
 
-    def chunk(index: int, delta: ChoiceDelta, finish: str | None = None) -> bytes:
-        choice = ChunkChoice(index, delta, None, finish)
+    def chunk(
+        index: int, delta: ChoiceDelta, finish: str | None = None, logprobs: ChoiceLogprobs | None = None
+    ) -> bytes:
+        choice = ChunkChoice(index, delta, logprobs, finish)
         return sse(ChatCompletionChunk(completion_id, [choice], created, model))
 
     prompt_tokens = completion_tokens = 0
@@ -107,8 +112,10 @@ async def _stream_events(
             stream = first if index == 0 else generate(generation)
             yield chunk(index, ChoiceDelta(role="assistant", content=""))
             async for piece in stream:
-                if piece.text:
-                    yield chunk(index, ChoiceDelta(content=piece.text))
+                if piece.text or piece.logprobs:
+                    yield chunk(
+                        index, ChoiceDelta(content=piece.text), logprobs=ChoiceLogprobs.of(piece.logprobs)
+                    )
                 if piece.finish_reason is not None:
                     prompt_tokens = piece.prompt_tokens
                     completion_tokens += piece.completion_tokens

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
-from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest, TokenLogprob
 from radis_mlx.errors import EngineError, InvalidRequestError, RadisError, RequestTimeoutError
 
 T = TypeVar("T")
@@ -61,15 +61,20 @@ class Outcome:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
 
 
 async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
     """Run a generation to its end."""
     pieces: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
     async for chunk in stream:
         pieces.append(chunk.text)
+        if chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
         if chunk.finish_reason is not None:
-            return Outcome("".join(pieces), chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens)
+            text = "".join(pieces)
+            return Outcome(text, chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens, logprobs)
     raise EngineError("the engine ended the generation without a finish reason")
 
 

@@ -25,7 +25,7 @@ from radis_mlx.api.common import (
 from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
 from radis_mlx.schemas.common import CompletionUsage, unix_time
-from radis_mlx.schemas.completions import Completion, CompletionChoice, CompletionRequest
+from radis_mlx.schemas.completions import Completion, CompletionChoice, CompletionRequest, Logprobs
 
 
 @post(
@@ -63,7 +63,7 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
         created=unix_time(),
         model=body.model,
         choices=[
-            CompletionChoice(echo + o.text, i, None, o.finish_reason)
+            CompletionChoice(echo + o.text, i, Logprobs.of(o.logprobs), o.finish_reason)
             for i, (echo, o) in enumerate(zip(echoes, outcomes, strict=True))
         ],
         usage=CompletionUsage.of(prompt_tokens, sum(o.completion_tokens for o in outcomes)),
@@ -85,19 +85,21 @@ async def _stream_events(
 ) -> AsyncIterator[bytes]:
     completion_id, created = new_id("cmpl"), unix_time()
 
-    def chunk(index: int, text: str, finish: str | None = None) -> bytes:
-        choice = CompletionChoice(text, index, None, finish)
+    def chunk(index: int, text: str, finish: str | None = None, logprobs: Logprobs | None = None) -> bytes:
+        choice = CompletionChoice(text, index, logprobs, finish)
         return sse(Completion(completion_id, [choice], created, body.model))
 
     prompt_tokens = completion_tokens = 0
     try:
         for index, generation in enumerate(generations):
             stream = first if index == 0 else generate(generation)
+            offset = len(echoes[index])
             if echoes[index]:
                 yield chunk(index, echoes[index])
             async for piece in stream:
-                if piece.text or piece.finish_reason is not None:
-                    yield chunk(index, piece.text, piece.finish_reason)
+                if piece.text or piece.logprobs or piece.finish_reason is not None:
+                    yield chunk(index, piece.text, piece.finish_reason, Logprobs.of(piece.logprobs, offset))
+                    offset += len(piece.text)
                 if piece.finish_reason is not None:
                     prompt_tokens += piece.prompt_tokens if index % body.n == 0 else 0
                     completion_tokens += piece.completion_tokens

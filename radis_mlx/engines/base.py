@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from radis_mlx.errors import InvalidRequestError
 
@@ -44,6 +45,20 @@ class GenerationRequest:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    # A JSON schema the output must match (constrained decoding); None: free text.
+    json_schema: dict[str, Any] | None = None
+    # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
+    logprobs: int | None = None
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token: its text, raw bytes and log probability; `top` holds the alternatives."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top: list[TokenLogprob] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +69,8 @@ class GenerationChunk:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The tokens behind `text` when logprobs were asked for (a token whose text is held back comes later).
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass

@@ -26,10 +26,12 @@ from radis_mlx.engines.llamacpp_protocol import (
     chat_event,
     child_error,
     completion_event,
+    constraint_body,
     context_error,
     sampling_body,
     sse_lines,
 )
+from radis_mlx.engines.logprobs import LogprobQueue
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.engines.supervisor import ChildProcess
 from radis_mlx.errors import (
@@ -149,7 +151,9 @@ class LlamaCppEngine(Engine):
             if isinstance(request.prompt, list):
                 self._check_token_ids(request.prompt, "prompt")
             body["prompt"] = request.prompt or ""
+        body.update(constraint_body(request.json_schema, request.logprobs, request.messages is not None))
         stops = StopBuffer(request.stop)
+        scored = LogprobQueue() if request.logprobs is not None else None
         finish: str | None = None
         checked = False
         client = self._require_client()
@@ -169,12 +173,19 @@ class LlamaCppEngine(Engine):
                         checked = True
                     text = stops.feed(event.text)
                     finish = event.finish or finish
+                    if scored is not None:
+                        for entry in event.logprobs or []:
+                            entry.top = entry.top[: request.logprobs]
+                            scored.add(entry)
                     if event.usage is not None:
                         finish = "stop" if stops.stopped else finish or "stop"
-                        yield GenerationChunk(text + stops.flush(), finish, *event.usage)
+                        text += stops.flush()
+                        chunk = GenerationChunk(text, finish, *event.usage)
+                        chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
+                        yield chunk
                         return
                     if text:
-                        yield GenerationChunk(text)
+                        yield GenerationChunk(text, logprobs=scored.take(text) if scored else None)
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from radis_mlx.engines.base import SamplingParams
+from radis_mlx.engines.base import SamplingParams, TokenLogprob
 from radis_mlx.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -30,10 +30,23 @@ class _Progress(msgspec.Struct):
     total: int = 0
 
 
+class _TopProb(msgspec.Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class _TokenProb(_TopProb):
+    """One token's probabilities, the same on both endpoints (n_probs / logprobs + top_logprobs)."""
+
+    top_logprobs: list[_TopProb] = []
+
+
 class _Chunk(msgspec.Struct):
     """One streamed /completion event (llama.cpp sends many more fields; we skip them)."""
 
     content: str = ""
+    completion_probabilities: list[_TokenProb] = []
     stop: bool = False
     stop_type: str = ""
     tokens_predicted: int = 0
@@ -45,9 +58,14 @@ class _Delta(msgspec.Struct):
     content: str | None = None
 
 
+class _ChoiceLogprobs(msgspec.Struct):
+    content: list[_TokenProb] | None = None
+
+
 class _Choice(msgspec.Struct):
     delta: _Delta
     finish_reason: str | None = None
+    logprobs: _ChoiceLogprobs | None = None
 
 
 class _Usage(msgspec.Struct):
@@ -71,6 +89,7 @@ class Event:
     finish: str | None = None
     usage: tuple[int, int] | None = None
     prompt_total: int | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -89,10 +108,11 @@ async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 def completion_event(data: bytes) -> Event:
     chunk = msgspec.json.decode(data, type=_Chunk)
     total = chunk.prompt_progress.total if chunk.prompt_progress else chunk.tokens_evaluated
+    logprobs = _logprobs(chunk.completion_probabilities)
     if not chunk.stop:
-        return Event(chunk.content, prompt_total=total)
+        return Event(chunk.content, prompt_total=total, logprobs=logprobs)
     usage = (chunk.tokens_evaluated, chunk.tokens_predicted)
-    return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total)
+    return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total, logprobs)
 
 
 def chat_event(data: bytes) -> Event:
@@ -104,7 +124,33 @@ def chat_event(data: bytes) -> Event:
         choice.finish_reason if choice else None,
         usage,
         chunk.prompt_progress.total if chunk.prompt_progress else None,
+        _logprobs(choice.logprobs.content or []) if choice and choice.logprobs else [],
     )
+
+
+def _logprobs(probs: list[_TokenProb]) -> list[TokenLogprob]:
+    return [
+        TokenLogprob(p.token, p.logprob, bytes(p.bytes), [_top(t) for t in p.top_logprobs]) for p in probs
+    ]
+
+
+def _top(prob: _TopProb) -> TokenLogprob:
+    return TokenLogprob(prob.token, prob.logprob, bytes(prob.bytes))
+
+
+def constraint_body(json_schema: dict[str, Any] | None, logprobs: int | None, chat: bool) -> dict[str, Any]:
+    """The schema and logprob options in each endpoint's names (llama.cpp sends no probs for 0)."""
+    body: dict[str, Any] = {}
+    if json_schema is not None:
+        if chat:
+            body["response_format"] = {"type": "json_schema", "json_schema": {"schema": json_schema}}
+        else:
+            body["json_schema"] = json_schema
+    if logprobs is not None:
+        body.update(
+            {"logprobs": True, "top_logprobs": max(logprobs, 1)} if chat else {"n_probs": max(logprobs, 1)}
+        )
+    return body
 
 
 class _Meta(msgspec.Struct):
@@ -170,6 +216,8 @@ def child_error(status: int, content: bytes, param: str) -> RadisError:
         return context_error(error.n_ctx, error.n_prompt_tokens, 0, param)
     if "invalid token" in error.message.lower():
         return InvalidRequestError(error.message, param="prompt")
+    if "json schema" in error.message.lower():
+        return InvalidRequestError(f"llama.cpp rejected the schema: {error.message}", param="response_format")
     if status == 503:
         return EngineUnavailableError(f"llama.cpp is not ready: {error.message}")
     if 400 <= status < 500:

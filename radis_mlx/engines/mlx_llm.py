@@ -15,7 +15,10 @@ from radis_mlx.engines.base import (
     GenerationChunk,
     GenerationRequest,
     SamplingParams,
+    TokenLogprob,
 )
+from radis_mlx.engines.grammar import GrammarMask, schema_grammar
+from radis_mlx.engines.logprobs import LogprobQueue
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.engines.worker import Emitter, ModelWorker, WorkerEngine
 from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, RadisError
@@ -34,6 +37,7 @@ class MlxLlmEngine(WorkerEngine):
         self._worker = ModelWorker(name=f"mlx:{model_id}")
         self._model: Any = None
         self._tokenizer: Any = None
+        self._ll_tokenizer: Any = None  # llguidance's view of the tokenizer, built on first use
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         return self._worker.stream(partial(self._generate, request))
@@ -112,24 +116,64 @@ class MlxLlmEngine(WorkerEngine):
             )
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
         sampler, processors = _sampling(request.sampling)
+        if request.json_schema is not None:
+            # Last, so no bias or penalty can bring back a token the grammar forbids.
+            grammar = schema_grammar(request.json_schema)
+            processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
         if request.sampling.seed is not None:
             mx.random.seed(request.sampling.seed)
 
         stops = StopBuffer(request.stop)
+        scored = LogprobQueue() if request.logprobs is not None else None
         responses = mlx_lm.stream_generate(
             self._model, self._tokenizer, prompt, max_tokens, sampler=sampler, logits_processors=processors
         )
         for response in responses:
+            # The final response of a generation that hit EOS carries the EOS token: not part of the text.
+            if scored is not None and response.finish_reason != "stop":
+                scored.add(self._score(response.token, response.logprobs, request.logprobs or 0))
             text = stops.feed(response.text)
             finish = "stop" if stops.stopped else response.finish_reason
             if finish is not None:
                 text += stops.flush()
-                emitter.emit(GenerationChunk(text, finish, len(prompt), response.generation_tokens))
+                chunk = GenerationChunk(text, finish, len(prompt), response.generation_tokens)
+                chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
+                emitter.emit(chunk)
                 return
             if emitter.cancelled:
                 return
             if text:
-                emitter.emit(GenerationChunk(text))
+                emitter.emit(GenerationChunk(text, logprobs=scored.take(text) if scored else None))
+
+    def _llguidance_tokenizer(self) -> Any:
+        if self._ll_tokenizer is None:
+            import llguidance.hf
+
+            self._ll_tokenizer = llguidance.hf.from_tokenizer(self._tokenizer._tokenizer)
+        return self._ll_tokenizer
+
+    def _score(self, token: int, logprobs: Any, top: int) -> TokenLogprob:
+        """The chosen token's logprob and the `top` most likely tokens, from mlx-lm's log-softmax."""
+        import mlx.core as mx
+
+        logprobs = logprobs.astype(mx.float32)
+        alternatives: list[TokenLogprob] = []
+        if top:
+            ids = mx.argpartition(-logprobs, kth=top - 1)[:top]
+            values = logprobs[ids]
+            order = mx.argsort(-values)
+            top_ids: list[int] = ids[order].tolist()  # type: ignore[assignment]
+            top_values: list[float] = values[order].tolist()
+            for tid, value in zip(top_ids, top_values, strict=True):
+                if value != float("-inf"):  # a token the grammar forbids is no alternative
+                    alternatives.append(self._token_logprob(tid, value))
+        entry = self._token_logprob(token, logprobs[token].item())
+        entry.top = alternatives
+        return entry
+
+    def _token_logprob(self, token: int, logprob: float) -> TokenLogprob:
+        raw = self._llguidance_tokenizer().decode_bytes([token])
+        return TokenLogprob(raw.decode(errors="replace"), logprob, raw)
 
     def _embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         import mlx.core as mx

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import ChatMessage, GenerationRequest
+from radis_mlx.engines.base import ChatMessage, GenerationRequest, TokenLogprob
+from radis_mlx.engines.grammar import ANY_OBJECT, schema_grammar
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.schemas.common import (
     ChoiceCount,
@@ -65,9 +66,32 @@ class ToolMessage(Struct, tag_field="role", tag="tool"):
 Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
 
 
+class JsonSchemaFormat(Struct):
+    name: str = "response"
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    # Schemas are always enforced; strict only matters to OpenAI, which enforces them only when true.
+    strict: bool | None = None
+
+
 class ResponseFormat(Struct):
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchemaFormat | None = None
+
+    def to_schema(self) -> dict[str, Any] | None:
+        """The JSON schema output must match (checked enforceable now), or None for free text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return ANY_OBJECT
+        if self.json_schema is None:
+            raise InvalidRequestError(
+                "response_format of type 'json_schema' needs a json_schema",
+                param="response_format.json_schema",
+            )
+        schema = self.json_schema.schema if self.json_schema.schema is not None else {}
+        schema_grammar(schema)
+        return schema
 
 
 class ChatCompletionRequest(SamplingFields, kw_only=True):
@@ -76,8 +100,12 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     logprobs: bool | None = None
     max_completion_tokens: MaxTokens | None = None
     max_tokens: MaxTokens | None = None
+    # Accepted and not used: nothing is stored and there is one service tier.
+    metadata: dict[str, str] | None = None
     n: ChoiceCount = 1
     response_format: ResponseFormat | None = None
+    service_tier: str | None = None
+    store: bool | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -89,19 +117,17 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request; refuses what we would otherwise silently ignore."""
-        if self.logprobs:
-            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
         if self.tools:
             raise InvalidRequestError("tool calling is not supported yet", param="tools")
-        if self.response_format is not None and self.response_format.type != "text":
-            raise InvalidRequestError(
-                f"response_format '{self.response_format.type}' is not supported yet", param="response_format"
-            )
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
         return GenerationRequest(
             messages=[_to_chat_message(m, i) for i, m in enumerate(self.messages)],
             max_tokens=self.max_completion_tokens or self.max_tokens or defaults.max_tokens,
             stop=self.stop_list(),
             sampling=self.to_sampling_params(defaults),
+            json_schema=self.response_format.to_schema() if self.response_format else None,
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
 
 
@@ -129,6 +155,41 @@ def _text(content: Content | None, index: int) -> str:
     return "\n".join(texts)
 
 
+class TopLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatCompletionTokenLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(Struct):
+    content: list[ChatCompletionTokenLogprob] | None
+    refusal: list[ChatCompletionTokenLogprob] | None = None
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob] | None) -> ChoiceLogprobs | None:
+        """OpenAI's logprobs for the engine's tokens; None when none were asked for."""
+        if entries is None:
+            return None
+        return cls(
+            [
+                ChatCompletionTokenLogprob(
+                    e.token,
+                    e.logprob,
+                    list(e.bytes),
+                    [TopLogprob(t.token, t.logprob, list(t.bytes)) for t in e.top],
+                )
+                for e in entries
+            ]
+        )
+
+
 class ChatCompletionMessage(Struct):
     role: Literal["assistant"]
     content: str | None
@@ -138,7 +199,7 @@ class ChatCompletionMessage(Struct):
 class Choice(Struct):
     index: int
     message: ChatCompletionMessage
-    logprobs: None
+    logprobs: ChoiceLogprobs | None
     finish_reason: str
 
 
@@ -160,7 +221,7 @@ class ChoiceDelta(Struct):
 class ChunkChoice(Struct):
     index: int
     delta: ChoiceDelta
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
 
 

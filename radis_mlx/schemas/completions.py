@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from msgspec import UNSET, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import GenerationRequest
+from radis_mlx.engines.base import GenerationRequest, TokenLogprob
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.schemas.common import (
     ChoiceCount,
@@ -28,7 +28,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
     prompt: Prompt
     best_of: int | None = None
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     max_tokens: MaxTokens | None = 16
     n: ChoiceCount = 1
     stream: bool = False
@@ -58,8 +58,8 @@ class CompletionRequest(SamplingFields, kw_only=True):
 
     def to_generation(self, prompt: str | list[int], defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request for one prompt."""
-        if self.logprobs is not None:
-            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
+        if self.logprobs is not None and self.echo:
+            raise InvalidRequestError("logprobs of echoed prompt tokens are not supported", param="echo")
         if self.suffix:
             raise InvalidRequestError(
                 "suffix (fill-in-the-middle) is not supported by this model", param="suffix"
@@ -71,13 +71,37 @@ class CompletionRequest(SamplingFields, kw_only=True):
             max_tokens=self.max_tokens or defaults.max_tokens,
             stop=self.stop_list(),
             sampling=self.to_sampling_params(defaults),
+            logprobs=self.logprobs,
+        )
+
+
+class Logprobs(Struct):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob] | None, offset: int = 0) -> Logprobs | None:
+        """The legacy logprobs object; text offsets count characters from `offset`."""
+        if entries is None:
+            return None
+        offsets = []
+        for entry in entries:
+            offsets.append(offset)
+            offset += len(entry.token)
+        return cls(
+            [e.token for e in entries],
+            [e.logprob for e in entries],
+            [{t.token: t.logprob for t in e.top} for e in entries],
+            offsets,
         )
 
 
 class CompletionChoice(Struct):
     text: str
     index: int
-    logprobs: None = None
+    logprobs: Logprobs | None = None
     finish_reason: str | None = None
 
 

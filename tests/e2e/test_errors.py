@@ -24,6 +24,7 @@ def error_of(exc: openai.APIStatusError) -> dict:
         ({"messages": USER, "max_tokens": -5}, "max_tokens"),
         ({"messages": USER, "top_p": 1.5}, "top_p"),
         ({"messages": USER, "logit_bias": {"999999": 1}}, "logit_bias"),
+        ({"messages": USER, "n": 500}, "n"),
     ],
 )
 def test_invalid_values_are_400(client, model, kwargs, param):
