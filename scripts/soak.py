@@ -2,8 +2,9 @@
 
 Each client loops over a mix of chat (plain and streamed), streams it abandons after two chunks
 (a client disconnect), text completions and embeddings, on the models given. Reported: requests,
-errors, p50/p99 latency, and the server's RSS (with its llama.cpp children) after warm-up and at
-the end. Exit status 1 when there were errors or RSS grew more than --max-rss-growth.
+errors, p50/p99 latency, and the server's RSS (with its llama.cpp children) after the first
+request to each model ("cold"), after --warmup seconds of full load (the baseline) and at the
+end. Exit status 1 when there were errors or RSS grew more than --max-rss-growth.
 
     python scripts/soak.py --url http://127.0.0.1:1234/v1 --pid SERVER_PID \\
         --chat-model smollm2-135m-instruct --embed-model all-minilm-l6-v2 --clients 16 --duration 600
@@ -108,8 +109,12 @@ async def client_loop(args: argparse.Namespace, deadline: float, tally: Tally) -
 
 async def soak(args: argparse.Namespace) -> dict[str, object]:
     tally = Tally()
-    # Warm-up: every model loaded once before the baseline RSS is taken.
+    # Warm-up: every model loaded once (the "cold" baseline), then --warmup seconds of the full
+    # load, so per-slot buffers and allocator pools exist before the steady-state baseline.
     await client_loop_once(args)
+    rss_cold = rss_kib(args.pid)
+    warm_until = time.monotonic() + args.warmup
+    await asyncio.gather(*(client_loop(args, warm_until, Tally()) for _ in range(args.clients)))
     rss_start = rss_kib(args.pid)
     deadline = time.monotonic() + args.duration
     await asyncio.gather(*(client_loop(args, deadline, tally) for _ in range(args.clients)))
@@ -124,9 +129,12 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         "by_kind": {kind: len(times) for kind, times in sorted(tally.latencies.items())},
         "p50_s": round(statistics.median(every), 3) if every else None,
         "p99_s": round(every[min(len(every) - 1, int(len(every) * 0.99))], 3) if every else None,
+        "warmup_s": args.warmup,
+        "rss_cold_mib": round(rss_cold / 1024, 1),
         "rss_start_mib": round(rss_start / 1024, 1),
         "rss_end_mib": round(rss_end / 1024, 1),
         "rss_growth": round(rss_end / rss_start - 1, 4) if rss_start else None,
+        "rss_growth_from_cold": round(rss_end / rss_cold - 1, 4) if rss_cold else None,
     }
 
 
@@ -150,6 +158,7 @@ def main() -> int:
     parser.add_argument("--api-key")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=600, help="seconds")
+    parser.add_argument("--warmup", type=float, default=60, help="seconds of full load before the baseline")
     parser.add_argument("--request-timeout", type=float, default=600)
     parser.add_argument("--max-rss-growth", type=float, default=0.10)
     args = parser.parse_args()

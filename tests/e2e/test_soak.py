@@ -29,6 +29,8 @@ def test_sixty_second_soak_has_no_errors_and_bounded_memory(server):
             "16",
             "--duration",
             "60",
+            "--warmup",
+            "10",
         ],
         capture_output=True,
         text=True,
