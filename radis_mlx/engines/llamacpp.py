@@ -74,10 +74,7 @@ class LlamaCppEngine(Engine):
         self.settings = settings
         self.embedding = embedding
         self.info = EngineInfo(name="llamacpp", context_length=context_length or 0)
-        # Few malloc arenas: llama.cpp's server threads otherwise fragment glibc's heap, and its RSS
-        # creeps up under many concurrent clients (measured with scripts/soak.py).
-        env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
-        self.child = ChildProcess(f"llama.cpp[{model_id}]", on_exit=self._child_exited, env=env)
+        self.child = ChildProcess(f"llama.cpp[{model_id}]", on_exit=self._child_exited)
         self._client: httpx.AsyncClient | None = None
         self._vocab = 0
 

@@ -14,7 +14,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -35,15 +35,9 @@ def free_port() -> int:
 class ChildProcess:
     """One supervised child serving HTTP on 127.0.0.1:port."""
 
-    def __init__(
-        self,
-        name: str,
-        on_exit: Callable[[int, str], None] | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, name: str, on_exit: Callable[[int, str], None] | None = None) -> None:
         self.name = name
         self.on_exit = on_exit
-        self.env = dict(env) if env is not None else None
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
@@ -88,7 +82,6 @@ class ChildProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env,
         )
         log.info("%s: started pid %d on port %d", self.name, self.process.pid, self.port)
         reader = asyncio.create_task(self._read_stderr(self.process))
