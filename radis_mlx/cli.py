@@ -160,6 +160,14 @@ def serve(
         uvicorn.Config(app, log_level=level, timeout_graceful_shutdown=10, access_log=level == "debug")
     )
     server.run(sockets=[sock])
+    # The pool is closed and llama.cpp children are stopped by now. Exit without running native
+    # destructors: MLX's threads can abort interpreter finalization ("terminate called without an
+    # active exception", seen in about 1 of 3 shutdowns here), which would turn a clean shutdown
+    # into exit code -6.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if server.started else 1)
 
 
 _CONFIG_OPTION = click.option(

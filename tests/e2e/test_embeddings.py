@@ -11,6 +11,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests.e2e.conftest import ENGINES
+from tests.e2e.openai_errors import error_of
 
 MODEL = "minilm"  # max_inputs 64, max_batch 8
 STRICT = "minilm-strict"  # truncate = false, matryoshka = true
@@ -108,12 +109,6 @@ def test_dimensions_truncate_and_renormalize(client):
 def test_long_input_is_truncated_by_default(client):
     response = client.embeddings.create(model=MODEL, input="word " * 600)
     assert response.usage.prompt_tokens == 256
-
-
-def error_of(exc: openai.APIStatusError) -> dict:
-    body = exc.response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,9 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.openai_errors import error_of
+
 USER = [{"role": "user", "content": "hi"}]
-
-
-def error_of(exc: openai.APIStatusError) -> dict:
-    body = exc.response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 @pytest.mark.parametrize(
