@@ -72,6 +72,31 @@ class SamplingFields(Struct, kw_only=True):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
+def split_inputs(
+    value: str | list[str | int | list[int]], param: str, *, allow_empty_text: bool
+) -> list[str | list[int]]:
+    """OpenAI's prompt/input shapes (a string, strings, token ids, token-id lists) as one item each.
+
+    400 (with `param`) for an empty list, a mixed list, or an empty item.
+    """
+    items: list = [value] if isinstance(value, str) else list(value)
+    if items and all(isinstance(x, int) for x in items):
+        items = [items]
+    if not items:
+        raise InvalidRequestError(f"{param} must not be empty", param=param)
+    if not (all(isinstance(x, str) for x in items) or all(isinstance(x, list) for x in items)):
+        raise InvalidRequestError(
+            f"{param} must be a string, a list of strings, a list of token ids, or a list of token-id lists",
+            param=param,
+        )
+    empty = next(
+        (i for i, x in enumerate(items) if not x and (isinstance(x, list) or not allow_empty_text)), None
+    )
+    if empty is not None:
+        raise InvalidRequestError(f"{param}[{empty}] is empty", param=param)
+    return items
+
+
 def _pick(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 

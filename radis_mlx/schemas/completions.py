@@ -16,6 +16,7 @@ from radis_mlx.schemas.common import (
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    split_inputs,
 )
 
 # OpenAI accepts a string, a list of strings, a token list, or a list of token lists; msgspec
@@ -40,21 +41,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
 
     def prompts(self) -> list[str | list[int]]:
         """One entry per prompt: text, or token ids."""
-        prompt = self.prompt
-        if isinstance(prompt, str):
-            return [prompt]
-        if not prompt:
-            raise InvalidRequestError("prompt must not be empty", param="prompt")
-        if all(isinstance(p, int) for p in prompt):
-            return [list(prompt)]  # type: ignore[arg-type]
-        if all(isinstance(p, str) for p in prompt) or all(isinstance(p, list) for p in prompt):
-            if any(isinstance(p, list) and not p for p in prompt):
-                raise InvalidRequestError("a token prompt must not be empty", param="prompt")
-            return list(prompt)  # type: ignore[arg-type]
-        raise InvalidRequestError(
-            "prompt must be a string, a list of strings, a list of token ids, or a list of token-id lists",
-            param="prompt",
-        )
+        return split_inputs(self.prompt, "prompt", allow_empty_text=True)
 
     def to_generation(self, prompt: str | list[int], defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request for one prompt."""

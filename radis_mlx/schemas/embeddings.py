@@ -10,7 +10,7 @@ from msgspec import Meta, Struct
 
 from radis_mlx.engines.base import EmbeddingResult
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.schemas.common import TtlSeconds
+from radis_mlx.schemas.common import TtlSeconds, split_inputs
 
 # A string, a list of strings, a token list, or a list of token lists; msgspec allows one array
 # type per union, so the element type is a union checked in to_inputs().
@@ -29,29 +29,15 @@ class EmbeddingRequest(Struct, kw_only=True):
 
     def to_inputs(self, max_inputs: int) -> list[str] | list[list[int]]:
         """The engine's inputs: texts, or token-id lists; 400 for empty, mixed or too many."""
-        raw = self.input
-        if raw is None:
+        if self.input is None:
             raise InvalidRequestError("you must provide an input", param="input")
-        if isinstance(raw, str):
-            raw = [raw]
-        elif raw and all(isinstance(x, int) for x in raw):
-            raw = [raw]  # type: ignore[list-item]
-        if not raw:
-            raise InvalidRequestError("input must not be an empty list", param="input")
-        if len(raw) > max_inputs:
+        items = split_inputs(self.input, "input", allow_empty_text=False)
+        if len(items) > max_inputs:
             raise InvalidRequestError(
-                f"input has {len(raw)} entries; this model takes at most {max_inputs} per request",
+                f"input has {len(items)} entries; this model takes at most {max_inputs} per request",
                 param="input",
             )
-        if all(isinstance(x, str) for x in raw) or all(isinstance(x, list) for x in raw):
-            empty = next((i for i, x in enumerate(raw) if not x), None)
-            if empty is not None:
-                raise InvalidRequestError(f"input[{empty}] is empty", param="input")
-            return list(raw)  # type: ignore[return-value]
-        raise InvalidRequestError(
-            "input must be a string, a list of strings, a list of token ids, or a list of token-id lists",
-            param="input",
-        )
+        return items  # type: ignore[return-value]
 
     def to_response(self, result: EmbeddingResult, *, matryoshka: bool) -> CreateEmbeddingResponse:
         """Fit the vectors to `dimensions`, encode them, and count usage."""
