@@ -12,7 +12,6 @@ from litestar.response import Stream
 
 from radis_mlx.api.common import (
     SSE_DONE,
-    SSE_HEADERS,
     Generate,
     collect,
     decode_body,
@@ -20,6 +19,7 @@ from radis_mlx.api.common import (
     new_id,
     sse,
     sse_error,
+    sse_response,
     started,
 )
 from radis_mlx.engines.base import GenerationChunk, GenerationRequest
@@ -31,6 +31,7 @@ from radis_mlx.schemas.chat import (
     ChatCompletionRequest,
     Choice,
     ChoiceDelta,
+    ChoiceDeltaToolCall,
     ChoiceLogprobs,
     ChunkChoice,
 )
@@ -65,13 +66,13 @@ async def create_chat_completion(
         try:
             engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
             generate = generate_until(engine, pool.config.server.request_timeout)
-            first = await started(generate(generations[0]))
+            first = await started(generate(generations[0]), pool.config.server.stream_grace)
         except BaseException:
             await stack.aclose()
             raise
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _stream_events(stack, generate, first, generations, body.model, include_usage)
-        return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return sse_response(events, first, pool.config.server.keepalive_interval)
 
     async with pool.acquire(body.model, ttl=body.ttl) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout)
@@ -82,12 +83,20 @@ async def create_chat_completion(
         model=body.model,
         choices=[
             Choice(
-                i, ChatCompletionMessage("assistant", o.text), ChoiceLogprobs.of(o.logprobs), o.finish_reason
+                i,
+                ChatCompletionMessage.of(o.text, o.tool_calls),
+                ChoiceLogprobs.of(o.logprobs),
+                o.finish_reason,
             )
             for i, o in enumerate(outcomes)
         ],
-        usage=CompletionUsage.of(outcomes[0].prompt_tokens, sum(o.completion_tokens for o in outcomes)),
+        usage=CompletionUsage.of(
+            outcomes[0].prompt_tokens, sum(o.completion_tokens for o in outcomes), outcomes[0].cached_tokens
+        ),
     )
+
+
+_ROLE_DELTA = ChoiceDelta(role="assistant", content="")
 
 
 async def _stream_events(
@@ -106,22 +115,29 @@ async def _stream_events(
         choice = ChunkChoice(index, delta, logprobs, finish)
         return sse(ChatCompletionChunk(completion_id, [choice], created, model))
 
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens = completion_tokens = cached_tokens = 0
     try:
         for index, generation in enumerate(generations):
             stream = first if index == 0 else generate(generation)
-            yield chunk(index, ChoiceDelta(role="assistant", content=""))
+            # With tools no content yet: the SDKs' stream helpers then end with content None (only calls).
+            yield chunk(index, ChoiceDelta(role="assistant") if generation.tools else _ROLE_DELTA)
+            calls = 0
             async for piece in stream:
                 if piece.text or piece.logprobs:
                     yield chunk(
                         index, ChoiceDelta(content=piece.text), logprobs=ChoiceLogprobs.of(piece.logprobs)
                     )
+                for call in piece.tool_calls or []:
+                    for fragment in ChoiceDeltaToolCall.fragments(calls, call):
+                        yield chunk(index, ChoiceDelta(tool_calls=[fragment]))
+                    calls += 1
                 if piece.finish_reason is not None:
                     prompt_tokens = piece.prompt_tokens
                     completion_tokens += piece.completion_tokens
+                    cached_tokens = piece.cached_tokens if index == 0 else cached_tokens
                     yield chunk(index, ChoiceDelta(), piece.finish_reason)
         if include_usage:
-            usage = CompletionUsage.of(prompt_tokens, completion_tokens)
+            usage = CompletionUsage.of(prompt_tokens, completion_tokens, cached_tokens)
             yield sse(ChatCompletionChunk(completion_id, [], created, model, usage=usage))
     except Exception as exc:
         yield sse_error(exc)

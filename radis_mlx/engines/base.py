@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from radis_mlx.errors import InvalidRequestError
 
@@ -30,9 +30,43 @@ class SamplingParams:
 
 
 @dataclass
+class ToolDefinition:
+    """A function the model may call: its name, what it does, and a JSON schema for its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass
+class ToolCall:
+    """One call the model made (or made earlier, in a conversation): `arguments` is a JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class FunctionChoice:
+    """tool_choice naming one function: the model must call exactly that one."""
+
+    name: str
+
+
+# "auto": text or calls, the model decides; "none": text only; "required": at least one call.
+ToolChoice = Literal["auto", "none", "required"] | FunctionChoice
+
+
+@dataclass
 class ChatMessage:
+    """One message. Assistant messages may carry `tool_calls` (content then may be None);
+    role "tool" messages answer the call named by `tool_call_id`."""
+
     role: str
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 @dataclass
@@ -49,6 +83,14 @@ class GenerationRequest:
     json_schema: dict[str, Any] | None = None
     # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
     logprobs: int | None = None
+    # Tool calling, handled engine-neutrally by engines/tools.py (api/common.generate_until runs it):
+    # any API family just fills these; chunks then carry parsed `tool_calls`, finish_reason "tool_calls".
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    # Set by engines/tools.py only: text the assistant's reply is made to start with (rendered after the
+    # chat template's generation prompt, not part of the output), e.g. the model's tool-call marker.
+    assistant_prefix: str = ""
 
 
 @dataclass
@@ -71,6 +113,10 @@ class GenerationChunk:
     completion_tokens: int = 0
     # The tokens behind `text` when logprobs were asked for (a token whose text is held back comes later).
     logprobs: list[TokenLogprob] | None = None
+    # Calls completed in this chunk, each whole and exactly once (when the request had tools).
+    tool_calls: list[ToolCall] | None = None
+    # Prompt tokens whose KV came from the prompt cache (usage.prompt_tokens_details.cached_tokens).
+    cached_tokens: int = 0
 
 
 @dataclass
@@ -93,6 +139,9 @@ class Engine(abc.ABC):
     """A loaded model. start() loads it, close() frees it; the pool calls both exactly once."""
 
     info: EngineInfo
+    # The Jinja chat template messages are rendered with (the entry's override or the model's own; set by
+    # create_engine). engines/tools.py reads the tool-call format from it, the same for every engine.
+    chat_template: str | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -113,3 +162,7 @@ class Engine(abc.ABC):
     async def detokenize(self, tokens: list[int]) -> str:
         """Text for token ids (echo of a token prompt)."""
         raise InvalidRequestError("this model has no tokenizer", param="prompt")
+
+    def stats(self) -> dict[str, int]:
+        """Scheduler counters (requests waiting, active, finished, cancelled, prompt cache); {} if none."""
+        return {}

@@ -21,6 +21,7 @@ import msgspec
 
 from radis_mlx.config import LlamaCppSettings
 from radis_mlx.engines.base import EmbeddingResult, Engine, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.chat_template import template_messages, template_tools
 from radis_mlx.engines.llamacpp_protocol import (
     Models,
     chat_event,
@@ -68,8 +69,10 @@ class LlamaCppEngine(Engine):
         context_length: int | None,
         settings: LlamaCppSettings,
         embedding: bool = False,
+        chat_template: str | None = None,
     ) -> None:
         self.model_id = model_id
+        self.template_override = chat_template
         self.path = path
         self.settings = settings
         self.embedding = embedding
@@ -77,6 +80,7 @@ class LlamaCppEngine(Engine):
         self.child = ChildProcess(f"llama.cpp[{model_id}]", on_exit=self._child_exited)
         self._client: httpx.AsyncClient | None = None
         self._vocab = 0
+        self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
 
     def worker_argv(self, port: int) -> list[str]:
         """The command that starts our child on a port."""
@@ -87,7 +91,10 @@ class LlamaCppEngine(Engine):
         argv += ["--threads", str(s.threads or 0), "--gpu-layers", str(s.gpu_layers)]
         argv += ["--embedding"] if self.embedding else []
         argv += [] if s.jinja else ["--no-jinja"]
+        argv += [] if s.flash_attn else ["--no-flash-attn"]
+        argv += ["--chat-template", self.template_override] if self.template_override else []
         binary = find_llama_server(s)
+        self._llguidance = binary is None
         return [*argv, "--exec", binary] if binary else argv
 
     async def start(self) -> None:
@@ -140,10 +147,15 @@ class LlamaCppEngine(Engine):
             "return_progress": True,
         }
         body.update(cache_prompt=self.settings.cache_prompt, n_predict=request.max_tokens or -1)
-        if request.messages is not None:
+        if request.messages is not None and (request.tools or request.assistant_prefix):
+            # The child's template renders the tools, but calls are ours to constrain and parse (its chat
+            # endpoint would parse them its own way): the rendered prompt goes to /completion.
+            path, parse, param = "/completion", completion_event, "messages"
+            body["prompt"] = await self._render(request) + request.assistant_prefix
+        elif request.messages is not None:
             # One request: the child templates the messages itself (its /apply-template costs a round trip).
             path, parse, param = "/v1/chat/completions", chat_event, "messages"
-            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+            body["messages"] = template_messages(request.messages, object_arguments=False)
             # Raw text, as MLX gives it: no reasoning split, and the counts in a final usage event.
             body.update(reasoning_format="none", stream_options={"include_usage": True})
         else:
@@ -151,7 +163,8 @@ class LlamaCppEngine(Engine):
             if isinstance(request.prompt, list):
                 self._check_token_ids(request.prompt, "prompt")
             body["prompt"] = request.prompt or ""
-        body.update(constraint_body(request.json_schema, request.logprobs, request.messages is not None))
+        chat = path == "/v1/chat/completions"
+        body.update(constraint_body(request.json_schema, request.logprobs, chat, self._llguidance))
         stops = StopBuffer(request.stop)
         scored = LogprobQueue() if request.logprobs is not None else None
         finish: str | None = None
@@ -181,6 +194,7 @@ class LlamaCppEngine(Engine):
                         finish = "stop" if stops.stopped else finish or "stop"
                         text += stops.flush()
                         chunk = GenerationChunk(text, finish, *event.usage)
+                        chunk.cached_tokens = event.cached
                         chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
                         yield chunk
                         return
@@ -189,6 +203,12 @@ class LlamaCppEngine(Engine):
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)
+
+    async def _render(self, request: GenerationRequest) -> str:
+        """The prompt the child's chat template makes of messages and tools."""
+        body = {"messages": template_messages(request.messages or [], object_arguments=False)}
+        body["tools"] = template_tools(request.tools or [])
+        return str((await self._post("/apply-template", body, "messages"))["prompt"])
 
     def _check_room(self, prompt_tokens: int, max_tokens: int | None, param: str) -> None:
         if prompt_tokens == 0:

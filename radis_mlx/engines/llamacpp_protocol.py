@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from radis_mlx.engines.base import SamplingParams, TokenLogprob
+from radis_mlx.engines.grammar import schema_lark
 from radis_mlx.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -42,6 +43,10 @@ class _TokenProb(_TopProb):
     top_logprobs: list[_TopProb] = []
 
 
+class _Timings(msgspec.Struct):
+    cache_n: int = 0  # prompt tokens whose KV the slot reused (cache_prompt)
+
+
 class _Chunk(msgspec.Struct):
     """One streamed /completion event (llama.cpp sends many more fields; we skip them)."""
 
@@ -52,6 +57,7 @@ class _Chunk(msgspec.Struct):
     tokens_predicted: int = 0
     tokens_evaluated: int = 0
     prompt_progress: _Progress | None = None
+    timings: _Timings | None = None
 
 
 class _Delta(msgspec.Struct):
@@ -68,9 +74,14 @@ class _Choice(msgspec.Struct):
     logprobs: _ChoiceLogprobs | None = None
 
 
+class _Details(msgspec.Struct):
+    cached_tokens: int = 0
+
+
 class _Usage(msgspec.Struct):
     prompt_tokens: int
     completion_tokens: int
+    prompt_tokens_details: _Details | None = None
 
 
 class _ChatChunk(msgspec.Struct):
@@ -79,6 +90,7 @@ class _ChatChunk(msgspec.Struct):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     prompt_progress: _Progress | None = None
+    timings: _Timings | None = None
 
 
 @dataclass
@@ -90,6 +102,7 @@ class Event:
     usage: tuple[int, int] | None = None
     prompt_total: int | None = None
     logprobs: list[TokenLogprob] | None = None
+    cached: int = 0  # of the prompt tokens, reused from the slot's KV cache (cache_prompt)
 
 
 async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -112,7 +125,8 @@ def completion_event(data: bytes) -> Event:
     if not chunk.stop:
         return Event(chunk.content, prompt_total=total, logprobs=logprobs)
     usage = (chunk.tokens_evaluated, chunk.tokens_predicted)
-    return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total, logprobs)
+    cached = chunk.timings.cache_n if chunk.timings else 0
+    return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total, logprobs, cached)
 
 
 def chat_event(data: bytes) -> Event:
@@ -125,7 +139,15 @@ def chat_event(data: bytes) -> Event:
         usage,
         chunk.prompt_progress.total if chunk.prompt_progress else None,
         _logprobs(choice.logprobs.content or []) if choice and choice.logprobs else [],
+        _cached(chunk),
     )
+
+
+def _cached(chunk: _ChatChunk) -> int:
+    details = chunk.usage.prompt_tokens_details if chunk.usage else None
+    if details is not None:
+        return details.cached_tokens
+    return chunk.timings.cache_n if chunk.timings else 0
 
 
 def _logprobs(probs: list[_TokenProb]) -> list[TokenLogprob]:
@@ -138,10 +160,16 @@ def _top(prob: _TopProb) -> TokenLogprob:
     return TokenLogprob(prob.token, prob.logprob, bytes(prob.bytes))
 
 
-def constraint_body(json_schema: dict[str, Any] | None, logprobs: int | None, chat: bool) -> dict[str, Any]:
+def constraint_body(
+    json_schema: dict[str, Any] | None, logprobs: int | None, chat: bool, llguidance: bool = True
+) -> dict[str, Any]:
     """The schema and logprob options in each endpoint's names (llama.cpp sends no probs for 0)."""
     body: dict[str, Any] = {}
-    if json_schema is not None:
+    if json_schema is not None and llguidance:
+        # llguidance in the child as on MLX, not llama.cpp's own schema grammar (whitespace allowed
+        # between all tokens, which a small model fills until max_tokens): both engines write the same JSON.
+        body["grammar"] = schema_lark(json_schema)
+    elif json_schema is not None:
         if chat:
             body["response_format"] = {"type": "json_schema", "json_schema": {"schema": json_schema}}
         else:

@@ -51,6 +51,9 @@ def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
     if args.embedding:
         argv += ["--embedding", "--pooling", args.pooling]
     argv.append("--jinja" if args.jinja else "--no-jinja")
+    argv += [] if args.flash_attn else ["--flash-attn", "off"]
+    if args.chat_template:
+        argv += ["--chat-template", args.chat_template]
     return argv
 
 
@@ -70,7 +73,11 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     params.embedding = args.embedding
     params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     params.use_jinja = args.jinja
+    if args.chat_template:
+        params.chat_template = args.chat_template
     params.cache_prompt = True
+    if not args.flash_attn:
+        params.flash_attn_type = 0  # off (-1: auto); see LlamaCppSettings.flash_attn
     params.ui = False
     if args.threads:
         params.cpuparams.n_threads = args.threads
@@ -100,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Mean pooling: what an LLM entry's embeddings are on MLX too (llama.cpp's default is none).
     parser.add_argument("--pooling", choices=["none", "mean", "cls", "last"], default="mean")
     parser.add_argument("--no-jinja", dest="jinja", action="store_false")
+    parser.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
+    parser.add_argument("--chat-template", help="a Jinja chat template replacing the GGUF's own")
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--exec", dest="binary", help="run this llama-server binary instead of the wheel")
     return parser.parse_args(argv)

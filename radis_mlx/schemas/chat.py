@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import ChatMessage, GenerationRequest, TokenLogprob
+from radis_mlx.engines.base import (
+    ChatMessage,
+    FunctionChoice,
+    GenerationRequest,
+    TokenLogprob,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
 from radis_mlx.engines.grammar import ANY_OBJECT, schema_grammar
+from radis_mlx.engines.tools import check_tools
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.schemas.common import (
     ChoiceCount,
@@ -51,11 +61,22 @@ class UserMessage(Struct, tag_field="role", tag="user"):
     name: str | None = None
 
 
+class Function(Struct):
+    name: str
+    # JSON text, as the model wrote it.
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(Struct, tag_field="type", tag="function"):
+    id: str
+    function: Function
+
+
 class AssistantMessage(Struct, tag_field="role", tag="assistant"):
     content: Content | None = None
     name: str | None = None
     refusal: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool"):
@@ -64,6 +85,34 @@ class ToolMessage(Struct, tag_field="role", tag="tool"):
 
 
 Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+class FunctionDefinition(Struct):
+    name: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    # A JSON schema for the arguments; left out: a function without arguments.
+    parameters: dict[str, Any] | None = None
+    # Arguments always match the schema here (constrained decoding); strict only matters to OpenAI.
+    strict: bool | None = None
+
+
+class ChatCompletionFunctionTool(Struct, tag_field="type", tag="function"):
+    function: FunctionDefinition
+
+    def to_definition(self) -> ToolDefinition:
+        """The engine's view of this tool."""
+        f = self.function
+        if f.parameters is None:
+            return ToolDefinition(f.name, f.description or "")
+        return ToolDefinition(f.name, f.description or "", f.parameters)
+
+
+class NamedFunction(Struct):
+    name: str
+
+
+class ChatCompletionNamedToolChoice(Struct, tag_field="type", tag="function"):
+    function: NamedFunction
 
 
 class JsonSchemaFormat(Struct):
@@ -108,8 +157,9 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     store: bool | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    parallel_tool_calls: bool | None = None
+    tool_choice: Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice | None = None
+    tools: list[ChatCompletionFunctionTool] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     user: str | None = None
     # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
@@ -117,25 +167,50 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request; refuses what we would otherwise silently ignore."""
-        if self.tools:
-            raise InvalidRequestError("tool calling is not supported yet", param="tools")
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
-        return GenerationRequest(
+        generation = GenerationRequest(
             messages=[_to_chat_message(m, i) for i, m in enumerate(self.messages)],
             max_tokens=self.max_completion_tokens or self.max_tokens or defaults.max_tokens,
             stop=self.stop_list(),
             sampling=self.to_sampling_params(defaults),
             json_schema=self.response_format.to_schema() if self.response_format else None,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
+            tools=[t.to_definition() for t in self.tools] if self.tools is not None else None,
+            tool_choice=self._tool_choice(),
+            parallel_tool_calls=self.parallel_tool_calls is not False,
         )
+        check_tools(generation)
+        return generation
+
+    def _tool_choice(self) -> ToolChoice:
+        choice = self.tool_choice
+        if isinstance(choice, ChatCompletionNamedToolChoice):
+            return FunctionChoice(choice.function.name)
+        return choice or "auto"
 
 
 def _to_chat_message(message: Message, index: int) -> ChatMessage:
     role = "system" if isinstance(message, DeveloperMessage) else type(message).__struct_config__.tag
+    if isinstance(message, ToolMessage):
+        return ChatMessage("tool", _text(message.content, index), tool_call_id=message.tool_call_id)
     if isinstance(message, AssistantMessage) and message.tool_calls:
-        raise InvalidRequestError("tool calls are not supported yet", param=f"messages[{index}].tool_calls")
+        calls = [
+            _to_tool_call(c, f"messages[{index}].tool_calls[{i}]") for i, c in enumerate(message.tool_calls)
+        ]
+        content = _text(message.content, index) if message.content is not None else None
+        return ChatMessage("assistant", content, tool_calls=calls)
     return ChatMessage(role=str(role), content=_text(message.content, index))
+
+
+def _to_tool_call(call: ChatCompletionMessageToolCall, param: str) -> ToolCall:
+    try:
+        msgspec.json.decode(call.function.arguments)
+    except msgspec.DecodeError:
+        raise InvalidRequestError(
+            "arguments must be a JSON text", param=f"{param}.function.arguments"
+        ) from None
+    return ToolCall(call.id, call.function.name, call.function.arguments)
 
 
 def _text(content: Content | None, index: int) -> str:
@@ -194,6 +269,15 @@ class ChatCompletionMessage(Struct):
     role: Literal["assistant"]
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | UnsetType = UNSET
+
+    @classmethod
+    def of(cls, text: str, calls: list[ToolCall]) -> ChatCompletionMessage:
+        """The reply: its text (None when it only calls tools) and its calls."""
+        if not calls:
+            return cls("assistant", text)
+        tool_calls = [ChatCompletionMessageToolCall(c.id, Function(c.name, c.arguments)) for c in calls]
+        return cls("assistant", text or None, tool_calls=tool_calls)
 
 
 class Choice(Struct):
@@ -213,9 +297,32 @@ class ChatCompletion(Struct):
     system_fingerprint: str | None = None
 
 
+class ChoiceDeltaToolCallFunction(Struct):
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
+
+
+class ChoiceDeltaToolCall(Struct):
+    """A fragment of a call: the first names it (id, type, name), later ones add argument text."""
+
+    index: int
+    id: str | UnsetType = UNSET
+    type: Literal["function"] | UnsetType = UNSET
+    function: ChoiceDeltaToolCallFunction | UnsetType = UNSET
+
+    @classmethod
+    def fragments(cls, index: int, call: ToolCall) -> list[ChoiceDeltaToolCall]:
+        """A finished call as the two fragments the SDKs reassemble: its name, then its arguments."""
+        return [
+            cls(index, call.id, "function", ChoiceDeltaToolCallFunction(call.name, "")),
+            cls(index, function=ChoiceDeltaToolCallFunction(arguments=call.arguments)),
+        ]
+
+
 class ChoiceDelta(Struct):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    tool_calls: list[ChoiceDeltaToolCall] | UnsetType = UNSET
 
 
 class ChunkChoice(Struct):
