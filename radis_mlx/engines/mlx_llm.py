@@ -14,30 +14,46 @@ from radis_mlx.engines.base import (
     EngineInfo,
     GenerationChunk,
     GenerationRequest,
-    SamplingParams,
     TokenLogprob,
 )
+from radis_mlx.engines.batching import BatchScheduler, Job
+from radis_mlx.engines.chat_template import render_tokens
 from radis_mlx.engines.grammar import GrammarMask, schema_grammar
-from radis_mlx.engines.logprobs import LogprobQueue
-from radis_mlx.engines.stops import StopBuffer
+from radis_mlx.engines.sampling import sampling as _sampling
 from radis_mlx.engines.worker import Emitter, ModelWorker, WorkerEngine
-from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, ModelLoadError, RadisError
+from radis_mlx.errors import (
+    ContextLengthExceeded,
+    EngineUnavailableError,
+    InvalidRequestError,
+    ModelLoadError,
+    RadisError,
+)
 
 log = logging.getLogger(__name__)
 
 
 class MlxLlmEngine(WorkerEngine):
-    """mlx-lm's model and tokenizer, owned by one worker thread."""
+    """mlx-lm's model and tokenizer, owned by one worker thread that steps a BatchScheduler."""
 
-    def __init__(self, model_id: str, path: Path, *, context_length: int | None, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        *,
+        context_length: int | None,
+        cache_dir: Path,
+        prompt_cache_bytes: int = 0,
+    ) -> None:
         self.model_id = model_id
         self.path = path
         self.cache_dir = cache_dir
+        self.prompt_cache_bytes = prompt_cache_bytes
         self.info = EngineInfo(name="mlx", context_length=context_length or 0)
         self._worker = ModelWorker(name=f"mlx:{model_id}")
         self._model: Any = None
         self._tokenizer: Any = None
         self._ll_tokenizer: Any = None  # llguidance's view of the tokenizer, built on first use
+        self._scheduler: BatchScheduler | None = None
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         return self._worker.stream(partial(self._generate, request))
@@ -49,6 +65,9 @@ class MlxLlmEngine(WorkerEngine):
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Mean-pooled, L2-normalized last hidden state per input (entries with embeddings = true)."""
         return await self._worker.call(self._embed, inputs)
+
+    def stats(self) -> dict[str, int]:
+        return self._scheduler.stats() if self._scheduler is not None else {}
 
     # Everything below runs on the worker thread.
 
@@ -77,13 +96,21 @@ class MlxLlmEngine(WorkerEngine):
         self.info.size_bytes = sum(v.nbytes for _, v in parameters)
         self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
         mx.eval(self._model.parameters())
+        self._scheduler = BatchScheduler(
+            self._model, self._tokenizer, prompt_cache_bytes=self.prompt_cache_bytes, score=self._score
+        )
+        self._worker.stepper = self._scheduler
+
+    def _unload(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._worker.stepper = self._scheduler = None
+        super()._unload()
 
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         tokenizer = self._tokenizer
         if request.messages is not None:
-            messages = [{"role": m.role, "content": m.content} for m in request.messages]
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return list(tokenizer.encode(text, add_special_tokens=False))
+            return render_tokens(tokenizer, request, self.chat_template)
         if isinstance(request.prompt, str):
             return list(tokenizer.encode(request.prompt))
         tokens = list(request.prompt or [])
@@ -99,9 +126,9 @@ class MlxLlmEngine(WorkerEngine):
             )
 
     def _generate(self, request: GenerationRequest, emitter: Emitter[GenerationChunk]) -> None:
-        import mlx.core as mx
-        import mlx_lm
-
+        """Validate and join the batch; the scheduler streams the chunks and finishes the emitter."""
+        if self._scheduler is None:
+            raise EngineUnavailableError("the model is not loaded")
         prompt = self._prompt_tokens(request)
         if not prompt:
             raise InvalidRequestError("the prompt is empty", param="prompt")
@@ -120,30 +147,8 @@ class MlxLlmEngine(WorkerEngine):
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             grammar = schema_grammar(request.json_schema)
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
-        if request.sampling.seed is not None:
-            mx.random.seed(request.sampling.seed)
-
-        stops = StopBuffer(request.stop)
-        scored = LogprobQueue() if request.logprobs is not None else None
-        responses = mlx_lm.stream_generate(
-            self._model, self._tokenizer, prompt, max_tokens, sampler=sampler, logits_processors=processors
-        )
-        for response in responses:
-            # The final response of a generation that hit EOS carries the EOS token: not part of the text.
-            if scored is not None and response.finish_reason != "stop":
-                scored.add(self._score(response.token, response.logprobs, request.logprobs or 0))
-            text = stops.feed(response.text)
-            finish = "stop" if stops.stopped else response.finish_reason
-            if finish is not None:
-                text += stops.flush()
-                chunk = GenerationChunk(text, finish, len(prompt), response.generation_tokens)
-                chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
-                emitter.emit(chunk)
-                return
-            if emitter.cancelled:
-                return
-            if text:
-                emitter.emit(GenerationChunk(text, logprobs=scored.take(text) if scored else None))
+        job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
+        self._scheduler.submit(job, emitter)
 
     def _llguidance_tokenizer(self) -> Any:
         if self._ll_tokenizer is None:
@@ -198,21 +203,6 @@ class MlxLlmEngine(WorkerEngine):
             vectors.append(pooled.tolist())
             total += len(tokens)
         return EmbeddingResult(vectors, total)
-
-
-def _sampling(params: SamplingParams) -> tuple[Any, list[Any]]:
-    from mlx_lm.sample_utils import make_logits_processors, make_sampler
-
-    sampler = make_sampler(
-        temp=params.temperature, top_p=params.top_p, min_p=params.min_p, top_k=params.top_k
-    )
-    processors = make_logits_processors(
-        logit_bias=params.logit_bias or None,
-        repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
-        presence_penalty=params.presence_penalty or None,
-        frequency_penalty=params.frequency_penalty or None,
-    )
-    return sampler, processors
 
 
 def _trained_context(folder: Path) -> int:

@@ -1,7 +1,8 @@
 """One thread per loaded MLX model, fed by a queue (the mlx-lm server's threading model).
 
 Async code only awaits: every call into MLX for a model runs on that model's thread, and
-results come back through futures or per-request queues, errors included.
+results come back through futures or per-request queues, errors included. While a Stepper (the
+batch scheduler) has work, the thread runs queued jobs between its steps instead of sleeping.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from radis_mlx.engines.base import Engine
 
@@ -43,13 +44,29 @@ class Emitter(Generic[T]):
         except RuntimeError:  # the event loop is gone (server shutting down)
             self.cancel()
 
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the stream, with an error raised to the awaiting request if given."""
+        if error is not None:
+            self.emit(error)
+        self.emit(_DONE)
+
+
+class Stepper(Protocol):
+    """Work the worker advances one step at a time while it is busy (the batch scheduler)."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def step(self) -> None: ...
+
 
 class ModelWorker:
-    """A thread that owns one model and runs its jobs in order."""
+    """A thread that owns one model, runs its jobs in order, and steps its Stepper in between."""
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.stepper: Stepper | None = None  # set and cleared on the worker thread
 
     def start(self) -> None:
         self._thread.start()
@@ -79,7 +96,11 @@ class ModelWorker:
         return await future
 
     async def stream(self, fn: Callable[[Emitter[T]], None]) -> AsyncIterator[T]:
-        """Run fn(emitter) on the worker; yield what it emits. Leaving early cancels it."""
+        """Run fn(emitter) on the worker; yield what it emits until emitter.finish().
+
+        fn may return before the stream ends (the scheduler finishes it later); an exception
+        from fn ends the stream with that error. Leaving early sets emitter.cancelled.
+        """
         loop = asyncio.get_running_loop()
         sink: asyncio.Queue[Any] = asyncio.Queue()
         emitter: Emitter[T] = Emitter(loop, sink)
@@ -90,9 +111,7 @@ class ModelWorker:
             try:
                 fn(emitter)
             except BaseException as exc:
-                emitter.emit(exc)
-            finally:
-                emitter.emit(_DONE)
+                emitter.finish(exc)
 
         self._jobs.put(job)
         try:
@@ -111,7 +130,17 @@ class ModelWorker:
         await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while True:
+            stepper = self.stepper
+            busy = stepper is not None and stepper.busy
+            try:
+                job = self._jobs.get(block=not busy)
+            except queue.Empty:  # nothing queued: advance the batch by one step
+                if stepper is not None:
+                    stepper.step()
+                continue
+            if job is None:
+                return
             job()
 
 

@@ -40,7 +40,7 @@ async def test_chat_completion_shape(client):
         "prompt_tokens": 1,
         "completion_tokens": 3,
         "total_tokens": 4,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
