@@ -10,10 +10,13 @@ RadisError                      status  type
 ├── ModelLoadError                500   server_error (code model_load_failed)
 │   ├── UnsupportedModelError     400   invalid_request_error (code unsupported_model)
 │   └── ModelTooLargeError        507   server_error (code model_too_large: over the memory budget)
+├── QueueFullError                429   rate_limit_error (code queue_full; Retry-After)
 ├── EngineError                   500   server_error
 └── EngineUnavailableError        503   server_error (code engine_unavailable)
+    └── QueueTimeoutError         503   server_error (code queue_timeout; Retry-After)
 
-The handler in app.py turns any of these into `{"error": {"message", "type", "param", "code"}}`.
+The handler in app.py turns any of these into `{"error": {"message", "type", "param", "code"}}`,
+with the error's `headers` (Retry-After on the backpressure errors).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class RadisError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries."""
+        return {}
 
     def to_body(self) -> dict[str, dict[str, str | None]]:
         """The OpenAI error body for this error."""
@@ -122,3 +130,39 @@ class EngineError(RadisError):
 class EngineUnavailableError(RadisError):
     status_code = 503
     code = "engine_unavailable"
+
+
+class QueueFullError(RadisError):
+    """The model's wait queue is full; the client should come back after Retry-After."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, model: str, queued: int, retry_after: int) -> None:
+        super().__init__(
+            f"'{model}' is busy: {queued} requests are already waiting; retry after {retry_after} s",
+            param="model",
+        )
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
+
+
+class QueueTimeoutError(EngineUnavailableError):
+    """A request waited in the model's queue longer than its queue_timeout."""
+
+    code = "queue_timeout"
+
+    def __init__(self, model: str, timeout: float, retry_after: int) -> None:
+        super().__init__(
+            f"'{model}' stayed busy: the request waited {timeout:g} s in its queue; "
+            f"retry after {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}

@@ -9,6 +9,9 @@ Memory: before a load the model's bytes are estimated from its files (budget.py)
 models plus the new one would exceed the budget, idle models are unloaded least recently used
 first (never pinned ones, never one serving a request). A model that cannot fit even alone is
 refused before loading (507). Idle models unload after their TTL (request > entry > [pool]).
+
+Backpressure: each request first passes its model's admission gate (admission.py): a bounded
+number in service, a bounded FIFO queue behind them (429 when full, 503 after queue_timeout).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from radis_mlx import budget
+from radis_mlx.admission import Admission, admission_for
 from radis_mlx.budget import GIB, Estimate
 from radis_mlx.catalog import Catalog, ModelState, PoolSlot
 from radis_mlx.config import Config, ModelEntry
@@ -85,6 +89,7 @@ class ModelPool:
         self._released = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.evictions: list[tuple[str, str]] = []  # (model id, why), newest last
+        self._gates: dict[str, Admission] = {}
 
     def slots(self) -> list[PoolSlot]:
         """Every servable model: configured ones first, then discovered ones."""
@@ -122,19 +127,28 @@ class ModelPool:
         slot = self.get(model_id)
         if ttl is not None:
             slot.ttl = ttl
-        engine = await self._ensure_loaded(slot)
-        while slot.engine is not engine or slot.state is not ModelState.LOADED:
-            engine = await self._ensure_loaded(slot)  # evicted between its load and our resumption
-        slot.active += 1
-        slot._idle.clear()
-        try:
-            yield engine
-        finally:
-            slot.active -= 1
-            slot.last_used = self.clock()
-            if slot.active == 0:
-                slot._idle.set()
-                self._released.set()
+        async with self.admission(slot.model_id).enter():  # 429/503 when the model is saturated
+            engine = await self._ensure_loaded(slot)
+            while slot.engine is not engine or slot.state is not ModelState.LOADED:
+                engine = await self._ensure_loaded(slot)  # evicted between its load and our resumption
+            slot.active += 1
+            slot._idle.clear()
+            try:
+                yield engine
+            finally:
+                slot.active -= 1
+                slot.last_used = self.clock()
+                if slot.active == 0:
+                    slot._idle.set()
+                    self._released.set()
+
+    def admission(self, model_id: str) -> Admission:
+        """The backpressure gate of a model (created on its first request)."""
+        slot = self.get(model_id)
+        gate = self._gates.get(slot.model_id)
+        if gate is None:
+            gate = self._gates[slot.model_id] = admission_for(slot.model_id, slot.entry, self.config)
+        return gate
 
     async def start(self, reap_interval: float = 1.0) -> None:
         """Begin TTL expiry and load `preload = true` models (server startup)."""
@@ -257,7 +271,11 @@ class ModelPool:
         path = await asyncio.to_thread(self.store.materialize, entry.source)
         self._paths[model_id] = path
         try:
-            return budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
+            estimate = budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
+            if entry.kind == "llm" and choose_engine(entry, path)[0] == "mlx":  # + its prompt cache's bound
+                cache_bytes = self.config.prompt_cache_bytes(entry)
+                estimate = Estimate(estimate.weights, estimate.kv_cache + cache_bytes)
+            return estimate
         except (OSError, ValueError) as exc:  # unreadable metadata: the engine reports the real error
             log.warning("cannot estimate %s from its files (%s); counting its size only", model_id, exc)
             return Estimate(path.stat().st_size if path.is_file() else 0)

@@ -7,12 +7,15 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import msgspec
+from litestar.response import Stream
 
-from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest, TokenLogprob
+from radis_mlx.api.metrics import count_tokens
+from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest, TokenLogprob, ToolCall
+from radis_mlx.engines.tools import with_tools
 from radis_mlx.errors import EngineError, InvalidRequestError, RadisError, RequestTimeoutError
 
 T = TypeVar("T")
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 # content-type set here too: Litestar lets the handler's JSON media type win over Stream(media_type=).
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies and timeouts see bytes
 _PATH = re.compile(r" - at `\$\.?(.*)`$")
 _encoder = msgspec.json.Encoder()
 
@@ -62,19 +66,24 @@ class Outcome:
     prompt_tokens: int
     completion_tokens: int
     logprobs: list[TokenLogprob] | None = None
+    cached_tokens: int = 0  # of prompt_tokens, reused from the prompt cache
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
     """Run a generation to its end."""
     pieces: list[str] = []
     logprobs: list[TokenLogprob] | None = None
+    calls: list[ToolCall] = []
     async for chunk in stream:
         pieces.append(chunk.text)
+        calls += chunk.tool_calls or []
         if chunk.logprobs is not None:
             logprobs = (logprobs or []) + chunk.logprobs
         if chunk.finish_reason is not None:
             text = "".join(pieces)
-            return Outcome(text, chunk.finish_reason, chunk.prompt_tokens, chunk.completion_tokens, logprobs)
+            counts = chunk.prompt_tokens, chunk.completion_tokens
+            return Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
     raise EngineError("the engine ended the generation without a finish reason")
 
 
@@ -86,7 +95,7 @@ def generate_until(engine: Engine, timeout: float) -> Generate:
     deadline = asyncio.get_running_loop().time() + timeout
 
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        stream = engine.generate(request)
+        stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
         try:
             while True:
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -96,6 +105,8 @@ def generate_until(engine: Engine, timeout: float) -> Generate:
                     return
                 except asyncio.TimeoutError:
                     raise RequestTimeoutError(f"the request took longer than {timeout:g} s") from None
+                if chunk.finish_reason is not None:
+                    count_tokens(chunk.completion_tokens)
                 yield chunk
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
@@ -103,19 +114,87 @@ def generate_until(engine: Engine, timeout: float) -> Generate:
     return bounded
 
 
-async def started(stream: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
-    """Pull the first chunk now, so request errors surface before a streaming response starts."""
+async def started(stream: AsyncIterator[GenerationChunk], grace: float | None = None) -> Started:
+    """Pull the first chunk now, so request errors surface before a streaming response starts.
+
+    After `grace` seconds without it (a long prefill) the response may start anyway: the first chunk
+    keeps coming in the background, and an error after that is an SSE error event.
+    """
+    pending = asyncio.ensure_future(_first(stream))
     try:
-        first = await anext(stream)
+        await asyncio.wait({pending}, timeout=grace)
+    except BaseException:  # the client gave up before the response started
+        pending.cancel()
+        raise
+    if pending.done():
+        pending.result()  # a request error: still a real HTTP error
+    return Started(stream, pending)
+
+
+async def _first(stream: AsyncIterator[GenerationChunk]) -> GenerationChunk:
+    try:
+        return await anext(stream)
     except StopAsyncIteration:
         raise EngineError("the engine produced no output") from None
 
-    async def replay() -> AsyncIterator[GenerationChunk]:
-        try:
-            yield first
-            async for chunk in stream:
-                yield chunk
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
 
-    return replay()
+class Started:
+    """A generation whose first chunk is in or on its way; iterates like the stream it wraps."""
+
+    def __init__(
+        self, stream: AsyncIterator[GenerationChunk], first: asyncio.Future[GenerationChunk]
+    ) -> None:
+        self.first = first
+        self._stream = stream
+        self._replayed = False
+
+    def __aiter__(self) -> Started:
+        return self
+
+    async def __anext__(self) -> GenerationChunk:
+        if not self._replayed:
+            self._replayed = True
+            return await self.first
+        return await anext(self._stream)
+
+    async def aclose(self) -> None:
+        """Stop the generation, also while its first chunk is still being computed."""
+        if not self.first.done():
+            self.first.cancel()
+            await asyncio.wait({self.first})
+        elif not self.first.cancelled():
+            self.first.exception()  # seen here or by the stream; never "never retrieved"
+        await self._stream.aclose()  # type: ignore[attr-defined]
+
+
+async def keepalive(events: AsyncIterator[bytes], first: Started, interval: float) -> AsyncIterator[bytes]:
+    """SSE bytes as they come; until the first chunk is in, only a `: keep-alive` comment every `interval`."""
+    if first.first.done():
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        return
+    # Started now, so the events' own cleanup (stop the generation, release the model) runs however we end.
+    pending = asyncio.ensure_future(anext(events))
+    try:
+        while not first.first.done():
+            yield SSE_KEEPALIVE
+            await asyncio.wait({first.first}, timeout=interval)
+        try:
+            yield await pending  # held back until now: no event before the first token, as without the wait
+        except StopAsyncIteration:
+            return
+        async for event in events:
+            yield event
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.wait({pending})
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def sse_response(events: AsyncIterator[bytes], first: Started, interval: float) -> Stream:
+    """The streaming response: SSE events, kept alive while the first token is being computed."""
+    return Stream(keepalive(events, first, interval), media_type="text/event-stream", headers=SSE_HEADERS)

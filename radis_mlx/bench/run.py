@@ -1,0 +1,247 @@
+"""Benchmark radis-mlx against the anchors on one model, each engine in one run.
+
+llama.cpp engine: radis-mlx (the proxy) against the llama.cpp child it supervises (the bare engine).
+MLX engine: radis-mlx against `mlx_lm.server` (the anchor) and `mlx_lm.stream_generate` (the raw engine).
+The targets are measured alternately, round by round, so they see the same machine state:
+
+  decode tok/s        single stream: (completion_tokens - 1) / (last token - first token)
+  TTFT                request sent → first content token (single stream, short prompt)
+  N-stream tok/s      N concurrent streams: all completion tokens / wall time
+  cold TTFT           first turn of a chat with a fresh ~600-token system prompt
+  2nd-turn TTFT       that chat's second turn (the prefix is reusable from a prompt cache)
+  peak RSS            of each server's process tree, sampled every 0.5 s
+  errors              failed streams at the highest concurrency (must be 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from radis_mlx.bench.measure import DECODE_PROMPT, Stream, Target, Turns, aggregate, stream, two_turns
+from radis_mlx.bench.servers import STARTER_SOURCE, MlxLmServer, PeakRss, RunningServer, llama_child
+from radis_mlx.config import Config, LlamaCppSettings
+
+MIB = 2**20
+
+
+@dataclass
+class Row:
+    name: str
+    decode: float = 0.0
+    ttft: float = 0.0
+    streams: dict[int, float] = field(default_factory=dict)
+    cold: float = 0.0
+    second: float = 0.0
+    rss: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+
+
+async def measure(targets: list[Target], args: argparse.Namespace, tokens: int) -> dict[str, Row]:
+    """Every figure for every target, alternating targets within each round; medians over rounds."""
+    singles: dict[str, list[Stream]] = {t.name: [] for t in targets}
+    multi: dict[str, dict[int, list[float]]] = {t.name: {n: [] for n in args.streams} for t in targets}
+    errors = dict.fromkeys(singles, 0)
+    turns: dict[str, list[Turns]] = {t.name: [] for t in targets}
+    body = {"messages": [{"role": "user", "content": DECODE_PROMPT}], "max_tokens": tokens, "temperature": 0}
+    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=None)) as client:
+        for target in targets:  # warm each path (and load the model)
+            await stream(client, target, {**body, "max_tokens": 2})
+        for _ in range(args.rounds):
+            for target in targets:
+                singles[target.name].append(await stream(client, target, body))
+            for n in args.streams:
+                for target in targets:
+                    rate, failed = await aggregate(client, target, tokens, n)
+                    multi[target.name][n].append(rate)
+                    errors[target.name] += failed if n == max(args.streams) else 0
+            for target in targets:
+                turns[target.name].append(
+                    await two_turns(client, target, args.prefix_words, args.turn_tokens)
+                )
+    med = statistics.median
+    rows = {}
+    for name in singles:
+        done = [s for s in singles[name] if s.error is None]
+        chats = [t for t in turns[name] if t.error is None]
+        failures = [s.error for s in singles[name] if s.error] + [t.error for t in turns[name] if t.error]
+        if failures:
+            print(f"{name}: {len(failures)} failed single requests, e.g. {failures[0]}")
+        rows[name] = Row(
+            name,
+            med(s.decode_tps for s in done) if done else 0.0,
+            med(s.ttft for s in done) * 1000 if done else 0.0,
+            {n: med(rates) for n, rates in multi[name].items()},
+            med(t.cold_ttft for t in chats) * 1000 if chats else 0.0,
+            med(t.second_ttft for t in chats) * 1000 if chats else 0.0,
+            errors=errors[name],
+            prompt_tokens=chats[0].prompt_tokens if chats else 0,
+        )
+    return rows
+
+
+def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """radis-mlx on the llama.cpp engine against the child it started."""
+    threads = f"threads = {args.threads}\n" if args.threads else ""
+    config = (
+        f"[engines.llamacpp]\nparallel = {max(args.streams)}\n{threads}\n"
+        f'[models.bench]\nsource = "{args.model}"\nengine = "llamacpp"\ncontext_length = 4096\n'
+    )
+    server = RunningServer(config, workdir, extra_args=("--log-level", "warning")).wait_ready()
+    try:
+        ours = Target("radis-mlx", f"{server.url}/chat/completions", {"model": "bench"})
+        asyncio.run(_load(ours))
+        pid, port = llama_child(server.process.pid)
+        # The child gets the cache_prompt radis-mlx sends it (its default).
+        child = Target("llama.cpp child", f"http://127.0.0.1:{port}/v1/chat/completions", {})
+        child.extra["cache_prompt"] = LlamaCppSettings().cache_prompt
+        memory = PeakRss({ours.name: server.process.pid, child.name: pid})
+        memory.start()
+        rows = asyncio.run(measure([ours, child], args, args.tokens))
+        for name, peak in memory.stop().items():
+            rows[name].rss = peak
+    finally:
+        server.stop()
+    return [rows[ours.name], rows[child.name]]
+
+
+def run_mlx(args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """radis-mlx on the MLX engine against mlx_lm.server, then the raw engine alone."""
+    from radis_mlx.engines.gguf_to_mlx import convert_gguf
+    from radis_mlx.store import ModelStore
+
+    cache = Config().cache_dir
+    path = ModelStore(cache).materialize(args.model)
+    model_dir = convert_gguf(path, cache) if path.suffix.lower() == ".gguf" else path
+    config = f'[models.bench]\nsource = "{args.model}"\nengine = "mlx"\ncontext_length = 4096\n'
+    server = RunningServer(config, workdir, extra_args=("--log-level", "warning"))
+    anchor = MlxLmServer(model_dir, workdir)
+    try:
+        server.wait_ready()
+        anchor.wait_ready()
+        ours = Target("radis-mlx", f"{server.url}/chat/completions", {"model": "bench"})
+        theirs = Target("mlx_lm.server", f"{anchor.url}/chat/completions", {})
+        memory = PeakRss({ours.name: server.process.pid, theirs.name: anchor.process.pid})
+        memory.start()
+        rows = asyncio.run(measure([ours, theirs], args, args.mlx_tokens))
+        for name, peak in memory.stop().items():
+            rows[name].rss = peak
+    finally:
+        server.stop()
+        anchor.stop()
+    return [rows[ours.name], rows[theirs.name], raw_mlx(model_dir, args)]
+
+
+def raw_mlx(model_dir: Path, args: argparse.Namespace) -> Row:
+    """mlx_lm.stream_generate in this process: the same greedy request, no server around it."""
+    import mlx_lm
+    from mlx_lm.sample_utils import make_sampler
+
+    model, tokenizer = mlx_lm.load(str(model_dir))[:2]
+    messages = [{"role": "user", "content": DECODE_PROMPT}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    runs: list[Stream] = []
+    for _ in range(args.rounds + 1):  # the first run warms up
+        started = time.perf_counter()
+        first = last = 0.0
+        count = 0
+        for _response in mlx_lm.stream_generate(
+            model, tokenizer, prompt, max_tokens=args.mlx_tokens, sampler=make_sampler(0.0)
+        ):
+            last = time.perf_counter()
+            first = first or last
+            count += 1
+        runs.append(Stream(first - started, (count - 1) / (last - first) if last > first else 0.0, count))
+    med = statistics.median
+    return Row(
+        "mlx_lm.stream_generate", med(r.decode_tps for r in runs[1:]), med(r.ttft for r in runs[1:]) * 1000
+    )
+
+
+async def _load(target: Target) -> None:
+    async with httpx.AsyncClient(timeout=600) as client:
+        result = await stream(
+            client, target, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        )
+    if result.error:
+        raise RuntimeError(f"{target.name} failed to answer: {result.error}")
+
+
+def report(engine: str, rows: list[Row], args: argparse.Namespace, tokens: int) -> bool:
+    """Print one engine's table and ratios; False when a radis-mlx stream failed at the top concurrency."""
+    top = max(args.streams)
+    print(f"\n== {engine} engine: {args.model}, {tokens} tokens, {args.rounds} rounds (medians)")
+    heads = ["decode tok/s", "TTFT ms", *(f"{n}-stream tok/s" for n in args.streams)]
+    heads += ["cold TTFT ms", "2nd-turn TTFT ms", "peak RSS MiB"]
+    print(f"{'':24}" + "".join(f"{h:>17}" for h in heads))
+    for row in rows:
+        cells = [row.decode, row.ttft, *(row.streams.get(n, 0.0) for n in args.streams)]
+        cells += [row.cold, row.second, row.rss / MIB]
+        print(f"{row.name:24}" + "".join(f"{c:17.1f}" if c else f"{'-':>17}" for c in cells))
+    ours = rows[0]
+    for other in rows[1:]:
+        ratios = [_ratio(ours.decode, other.decode), _ratio(other.ttft, ours.ttft)]
+        ratios += [_ratio(ours.streams.get(n, 0), other.streams.get(n, 0)) for n in args.streams]
+        ratios += [
+            _ratio(other.cold, ours.cold),
+            _ratio(other.second, ours.second),
+            _ratio(ours.rss, other.rss),
+        ]
+        label = f"ours / {other.name}"[:23]
+        print(f"{label:24}" + "".join(f"{r:17.3f}" if r else f"{'-':>17}" for r in ratios))
+    print("(ratios: ours / theirs for rates and RSS; theirs / ours for TTFT, so > 1 favours radis-mlx)")
+    for row in rows:
+        if row.cold:
+            second = _ratio(row.second, row.cold)
+            print(f"2nd-turn / cold TTFT, {row.name}: {second:.3f} ({row.prompt_tokens}-token first prompt)")
+    served = [row for row in rows if row.streams]
+    print(f"errors at {top} streams: " + ", ".join(f"{row.name} {row.errors}" for row in served))
+    return rows[0].errors == 0  # radis-mlx's own; an anchor's failures are printed, not ours to fail on
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if a and b else 0.0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (shared by scripts/bench.py and `radis-mlx bench`)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engines", default="llamacpp,mlx", help="comma-separated: llamacpp, mlx")
+    p.add_argument("--model", default=STARTER_SOURCE, help="a GGUF source, as in models.toml")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tokens", type=int, default=128, help="completion tokens per request on llama.cpp")
+    p.add_argument("--mlx-tokens", type=int, default=16, help="completion tokens per request on MLX")
+    p.add_argument("--streams", default="1,4,8,16", help="comma-separated concurrency levels")
+    p.add_argument(
+        "--prefix-words", type=int, default=400, help="system-prompt words of the chat (~1.5 tok/word)"
+    )
+    p.add_argument("--turn-tokens", type=int, default=8, help="completion tokens per chat turn")
+    p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: its default)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the tables; exit status 1 if radis-mlx failed a stream at the top."""
+    args = parser().parse_args(argv)
+    args.streams = sorted({int(n) for n in str(args.streams).split(",")})
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    ok = True
+    with tempfile.TemporaryDirectory() as workdir:
+        for engine in engines:
+            folder = Path(workdir) / engine
+            folder.mkdir()
+            if engine == "llamacpp":
+                ok &= report("llama.cpp", run_llamacpp(args, folder), args, args.tokens)
+            elif engine == "mlx":
+                ok &= report("MLX", run_mlx(args, folder), args, args.mlx_tokens)
+            else:
+                raise SystemExit(f"unknown engine {engine!r}: llamacpp or mlx")
+    return 0 if ok else 1

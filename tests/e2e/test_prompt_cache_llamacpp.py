@@ -1,0 +1,70 @@
+"""llama.cpp's prompt cache (cache_prompt = true, flash_attn = false): reported, greedy answers unchanged.
+
+Its own server: the suite's runs llama.cpp with the defaults (no prompt cache).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from openai import OpenAI
+
+from tests.server import STARTER_SOURCE, RunningServer
+
+MODEL = "cached"
+CONFIG = f"""[engines.llamacpp]
+cache_prompt = true
+flash_attn = false
+
+[models.cached]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+"""
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, smollm_gguf):
+    running = RunningServer(CONFIG, tmp_path_factory.mktemp("prompt-cache")).wait_ready()
+    yield OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=120)
+    assert running.stop() == 0, running.log_tail()
+
+
+def conversation() -> list[dict[str, str]]:
+    # A fresh system prompt (a new id first) of ~250 tokens: nothing of it is cached yet.
+    notes = "\n".join(f"Note {i}: item {i} is in box {i * 7 % 31}." for i in range(25))
+    system = f"Session {uuid.uuid4().hex[:8]}. You answer from these notes.\n{notes}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": "Where is item 3?"}]
+
+
+def ask(client, messages, **kwargs):
+    return client.chat.completions.create(
+        model=MODEL, messages=messages, temperature=0, max_tokens=16, **kwargs
+    )
+
+
+def test_a_resent_prefix_is_served_from_the_cache_with_the_same_greedy_answer(client):
+    messages = conversation()
+    cold = ask(client, messages)
+    again = ask(client, messages)
+    assert cold.usage.prompt_tokens_details.cached_tokens < 10  # only the template's opening can match
+    # All but the last prompt token come from the slot's cache (llama.cpp re-evaluates one for its logits).
+    assert again.usage.prompt_tokens_details.cached_tokens >= again.usage.prompt_tokens - 2
+    assert again.choices[0].message.content == cold.choices[0].message.content
+    # The second turn resends the first: its prefix is cached; the stream reports it in its usage too.
+    messages += [
+        {"role": "assistant", "content": cold.choices[0].message.content},
+        {"role": "user", "content": "And item 4?"},
+    ]
+    chunks = list(ask(client, messages, stream=True, stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    assert cold.usage.prompt_tokens - 2 <= usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
+
+
+def test_completions_report_cached_tokens(client):
+    prompt = conversation()[0]["content"]
+    first = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
+    second = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
+    assert second.usage.prompt_tokens_details.cached_tokens >= second.usage.prompt_tokens - 2
+    assert second.choices[0].text == first.choices[0].text
