@@ -12,7 +12,6 @@ from litestar.response import Stream
 from radis_mlx.api.chat import choice_requests
 from radis_mlx.api.common import (
     SSE_DONE,
-    SSE_HEADERS,
     Generate,
     collect,
     decode_body,
@@ -20,6 +19,7 @@ from radis_mlx.api.common import (
     new_id,
     sse,
     sse_error,
+    sse_response,
     started,
 )
 from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
@@ -48,16 +48,17 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
         echoes = [e for e in echoes for _ in range(body.n)]
         generate = generate_until(engine, pool.config.server.request_timeout)
         if body.stream:
-            first = await started(generate(generations[0]))
+            first = await started(generate(generations[0]), pool.config.server.stream_grace)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = _stream_events(stack, generate, first, generations, echoes, body, include_usage)
-            return Stream(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            return sse_response(events, first, pool.config.server.keepalive_interval)
         outcomes = [await collect(generate(g)) for g in generations]
     except BaseException:
         await stack.aclose()
         raise
     await stack.aclose()
     prompt_tokens = sum(o.prompt_tokens for o in outcomes[:: body.n])
+    cached_tokens = sum(o.cached_tokens for o in outcomes[:: body.n])
     return Completion(
         id=new_id("cmpl"),
         created=unix_time(),
@@ -66,7 +67,7 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
             CompletionChoice(echo + o.text, i, Logprobs.of(o.logprobs), o.finish_reason)
             for i, (echo, o) in enumerate(zip(echoes, outcomes, strict=True))
         ],
-        usage=CompletionUsage.of(prompt_tokens, sum(o.completion_tokens for o in outcomes)),
+        usage=CompletionUsage.of(prompt_tokens, sum(o.completion_tokens for o in outcomes), cached_tokens),
     )
 
 
@@ -89,7 +90,7 @@ async def _stream_events(
         choice = CompletionChoice(text, index, logprobs, finish)
         return sse(Completion(completion_id, [choice], created, body.model))
 
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens = completion_tokens = cached_tokens = 0
     try:
         for index, generation in enumerate(generations):
             stream = first if index == 0 else generate(generation)
@@ -102,9 +103,10 @@ async def _stream_events(
                     offset += len(piece.text)
                 if piece.finish_reason is not None:
                     prompt_tokens += piece.prompt_tokens if index % body.n == 0 else 0
+                    cached_tokens += piece.cached_tokens if index % body.n == 0 else 0
                     completion_tokens += piece.completion_tokens
         if include_usage:
-            usage = CompletionUsage.of(prompt_tokens, completion_tokens)
+            usage = CompletionUsage.of(prompt_tokens, completion_tokens, cached_tokens)
             yield sse(Completion(completion_id, [], created, body.model, usage=usage))
     except Exception as exc:
         yield sse_error(exc)

@@ -36,6 +36,7 @@ def document(app: Litestar) -> None:
     spec = app.openapi_schema
     requests: dict[tuple[str, str], type[msgspec.Struct]] = {}
     events: dict[str, type[msgspec.Struct]] = {}  # path → the Struct each SSE event carries
+    errors: dict[str, type[msgspec.Struct]] = {}  # path → its error body, where not OpenAI's
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -45,18 +46,20 @@ def document(app: Litestar) -> None:
                 requests.update({(path, method.lower()): request for method in handler.http_methods})
             if event := handler.opt.get("sse"):
                 events[route.path_format] = event
-    structs = [*requests.values(), *events.values(), ErrorResponse]
+            if error_body := handler.opt.get("error"):
+                errors[route.path_format] = error_body
+    structs = [*requests.values(), *events.values(), *errors.values(), ErrorResponse]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     schemas = spec.components.schemas if spec.components and spec.components.schemas is not None else {}
     schemas.update(components)
-    error = {"content": {"application/json": {"schema": {"$ref": _REF.format(name="ErrorResponse")}}}}
     for path, item in (spec.paths or {}).items():
         for method in ("get", "post", "delete"):
             operation = getattr(item, method, None)
             if operation is None:
                 continue
             responses: dict[str, Any] = operation.responses or {}
-            responses.update({code: {"description": text, **error} for code, text in _ERRORS.items()})
+            body = _error_body(errors.get(path, ErrorResponse))
+            responses.update({code: {"description": text, **body} for code, text in _ERRORS.items()})
             if request := requests.get((path, method)):
                 _document_request(operation, request, responses)
             if event := events.get(path):
@@ -64,6 +67,10 @@ def document(app: Litestar) -> None:
                 content = {"text/event-stream": {"schema": stream}}
                 responses["200"] = {"description": f"Server-sent {event.__name__} events", "content": content}
             operation.responses = responses
+
+
+def _error_body(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": _REF.format(name=struct.__name__)}}}}
 
 
 def _document_request(operation: Any, request: type[msgspec.Struct], responses: dict[str, Any]) -> None:

@@ -48,11 +48,17 @@ class CompletionRequest(SamplingFields, kw_only=True):
         if self.logprobs is not None and self.echo:
             raise InvalidRequestError("logprobs of echoed prompt tokens are not supported", param="echo")
         if self.suffix:
+            # FIM needs <fim_prefix>/<fim_suffix>/<fim_middle>-style tokens; no served model has them yet.
             raise InvalidRequestError(
-                "suffix (fill-in-the-middle) is not supported by this model", param="suffix"
+                "suffix (fill-in-the-middle) is not supported: this model has no fill-in-the-middle tokens",
+                param="suffix",
             )
-        if self.best_of not in (None, 1):
-            raise InvalidRequestError("best_of is not supported", param="best_of")
+        # best_of == n returns every candidate: the same as n alone. Ranking candidates is not implemented.
+        if self.best_of not in (None, 1, self.n):
+            raise InvalidRequestError(
+                f"best_of must equal n ({self.n}): choosing the best of several candidates is not supported",
+                param="best_of",
+            )
         return GenerationRequest(
             prompt=prompt,
             max_tokens=self.max_tokens or defaults.max_tokens,

@@ -1,0 +1,29 @@
+"""ResponseStore: the bounded LRU behind previous_response_id."""
+
+from __future__ import annotations
+
+from radis_mlx.api.response_store import ResponseStore
+from radis_mlx.engines.base import ChatMessage
+from radis_mlx.schemas.responses import Response
+
+
+def response(response_id: str) -> Response:
+    return Response(id=response_id, created_at=0, model="m", output=[])
+
+
+def test_least_recently_used_is_dropped_past_the_limit():
+    store = ResponseStore(limit=2)
+    store.keep(response("a"), [ChatMessage("user", "1")])
+    store.keep(response("b"), [])
+    assert store.get("a") is not None  # a is now more recent than b
+    store.keep(response("c"), [])
+    assert store.get("b") is None
+    assert [m.content for m in store.get("a").history] == ["1"]
+    assert store.get("c").response.id == "c"
+
+
+def test_pop_removes():
+    store = ResponseStore()
+    store.keep(response("a"), [])
+    assert store.pop("a") is not None
+    assert store.get("a") is None and store.pop("a") is None
