@@ -11,7 +11,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import re
+import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -35,9 +37,14 @@ def free_port() -> int:
 class ChildProcess:
     """One supervised child serving HTTP on 127.0.0.1:port."""
 
-    def __init__(self, name: str, on_exit: Callable[[int, str], None] | None = None) -> None:
+    def __init__(
+        self, name: str, on_exit: Callable[[int, str], None] | None = None, *, process_group: bool = False
+    ) -> None:
         self.name = name
         self.on_exit = on_exit
+        # A child that starts children of its own (mlx.launch and its ranks) gets its own process group,
+        # and every signal goes to the whole group, so none of them outlives the engine.
+        self.process_group = process_group
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
@@ -82,6 +89,7 @@ class ChildProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=self.process_group,
         )
         log.info("%s: started pid %d on port %d", self.name, self.process.pid, self.port)
         reader = asyncio.create_task(self._read_stderr(self.process))
@@ -141,12 +149,14 @@ class ChildProcess:
         self._stopping = True
         process = self.process
         if process is not None and process.returncode is None:
-            process.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), grace)
             except asyncio.TimeoutError:
                 log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, process.pid)
                 await self._kill_now()
+        if process is not None and self.process_group:
+            self._signal(signal.SIGKILL)  # whatever of the group outlived its leader
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -155,6 +165,17 @@ class ChildProcess:
     async def _kill_now(self) -> None:
         process = self.process
         if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            self._signal(signal.SIGKILL)
             await process.wait()
+        elif process is not None and self.process_group:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.process_group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)

@@ -1,0 +1,73 @@
+"""The distributed engine's parts that need no group: config, the strategy check, the Llama pipeline split.
+
+Two- and three-rank groups over the ring backend are tested end to end in tests/e2e/test_distributed.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from radis_mlx.config import ModelEntry
+from radis_mlx.engines import choose_engine
+from radis_mlx.engines.gguf_to_mlx import convert_gguf
+from radis_mlx.engines.mlx_distributed import check_strategy, ring_ports
+from radis_mlx.errors import UnsupportedModelError
+
+
+@pytest.fixture(scope="module")
+def folder(smollm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert_gguf(smollm_gguf, tmp_path_factory.mktemp("cache"))
+
+
+def entry(distributed: str) -> ModelEntry:
+    return msgspec.toml.decode(f'source = "x.gguf"\ndistributed = {distributed}'.encode(), type=ModelEntry)
+
+
+def test_an_entry_names_either_a_hostfile_or_a_rank_count() -> None:
+    assert entry('{ ranks = 2, strategy = "tensor" }').distributed is not None
+    assert entry('{ hosts = "hosts.json" }').distributed is not None
+    for bad in ["{ strategy = 'tensor' }", "{ ranks = 2, hosts = 'h.json' }", "{ ranks = 1 }"]:
+        with pytest.raises(msgspec.ValidationError, match=r"\$\.distributed"):
+            entry(bad)
+
+
+def test_a_distributed_entry_gets_the_distributed_engine() -> None:
+    assert choose_engine(entry("{ ranks = 2 }"), Path("x.gguf"))[0] == "mlx-distributed"
+
+
+def test_strategies_the_starter_model_can_and_cannot_split(folder: Path) -> None:
+    check_strategy(folder, "pipeline", 2)
+    check_strategy(folder, "tensor", 3)  # 9 heads, 3 KV heads
+    with pytest.raises(UnsupportedModelError, match="num_attention_heads = 9 does not divide by 2"):
+        check_strategy(folder, "tensor", 2)
+    with pytest.raises(UnsupportedModelError, match="30 layers cannot be split across 31 ranks"):
+        check_strategy(folder, "pipeline", 31)
+
+
+def test_ring_ports_are_consecutive_and_free() -> None:
+    import socket
+
+    first = ring_ports(3)
+    for port in range(first, first + 3):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_llama_pipeline_of_one_rank_is_the_plain_model(folder: Path) -> None:
+    """The adapter loads mlx-lm's weights unchanged; a group of one runs every layer locally."""
+    import mlx.core as mx
+    from mlx_lm.utils import load_model
+
+    from radis_mlx.engines.distributed_worker import pipelined_classes
+    from radis_mlx.engines.llama_pipeline import PipelineLlama
+
+    plain, _ = load_model(folder)
+    split, _ = load_model(folder, get_model_classes=pipelined_classes)
+    assert isinstance(split, PipelineLlama)
+    split.model.pipeline(mx.distributed.init())
+    assert len(split.layers) == len(plain.layers) == 30
+    tokens = mx.array([[1, 504, 3575, 282, 4649, 314]])
+    assert mx.array_equal(split(tokens), plain(tokens)).item()
