@@ -13,10 +13,23 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from radis_mlx.api import admin, chat, completions, embeddings, models, openapi
+from radis_mlx.api import (
+    admin,
+    chat,
+    completions,
+    dashboard,
+    embeddings,
+    messages,
+    metrics,
+    models,
+    openapi,
+    responses,
+)
+from radis_mlx.api.disconnect import DisconnectMiddleware
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
+from radis_mlx.schemas.messages import anthropic_error
 from radis_mlx.security import LOOPBACK_NAMES, GuardMiddleware, is_loopback
 
 log = logging.getLogger(__name__)
@@ -32,6 +45,8 @@ _HTTP_TYPES = {
 def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
     """Build the server for a config; the pool is injectable for tests with a fake engine."""
     pool = pool or ModelPool(config)
+    counters = metrics.Metrics()
+    stored_responses = responses.ResponseStore()
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -48,6 +63,10 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             models.health,
             chat.create_chat_completion,
             completions.create_completion,
+            responses.create_response,
+            responses.response_by_id,
+            messages.create_message,
+            messages.count_tokens,
             embeddings.create_embeddings,
             admin.list_models,
             admin.list_loaded,
@@ -55,13 +74,24 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             admin.load_model,
             admin.unload_model,
             admin.pull_model,
+            metrics.server_metrics,
+            dashboard.index,
+            dashboard.static_files(),
         ],
-        middleware=[_guard(config)],
+        middleware=[
+            DefineMiddleware(metrics.MetricsMiddleware, metrics=counters),
+            _guard(config),
+            DisconnectMiddleware,  # a client gone before its response starts cancels its request
+        ],
         cors_config=CORSConfig(allow_origins=config.server.cors_origins)
         if config.server.cors_origins
         else None,
         request_max_body_size=config.server.max_body_bytes,
-        dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False),
+            "metrics": Provide(lambda: counters, use_cache=True, sync_to_thread=False),
+            "responses": Provide(lambda: stored_responses, use_cache=True, sync_to_thread=False),
+        },
         exception_handlers={Exception: handle_error},
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="radis-mlx", version="0.1.0", path="/openapi"),
@@ -82,7 +112,7 @@ def handle_error(request: Request, exc: Exception) -> Response:
     """Render any exception as an OpenAI error body; never a traceback."""
     headers: dict[str, str] = {}
     if isinstance(exc, RadisError):
-        error = exc
+        error, headers = exc, exc.headers  # Retry-After on 429/503 backpressure
     elif isinstance(exc, HTTPException):
         headers = dict(exc.headers or {})  # e.g. Allow on 405
         status = exc.status_code
@@ -94,4 +124,6 @@ def handle_error(request: Request, exc: Exception) -> Response:
         error = RadisError(f"internal server error: {type(exc).__name__}: {exc}")
     if error.status_code >= 500:
         log.error("%s %s → %d %s", request.method, request.url.path, error.status_code, error.message)
-    return Response(content=error.to_body(), status_code=error.status_code, headers=headers)
+    anthropic = request.url.path.startswith(messages.MESSAGES_PATH)
+    body = anthropic_error(error) if anthropic else error.to_body()
+    return Response(content=body, status_code=error.status_code, headers=headers)

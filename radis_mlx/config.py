@@ -26,6 +26,22 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
     max_tokens: Annotated[int, Meta(ge=1)] | None = None
 
 
+class DistributedSettings(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A model sharded across mx.distributed ranks started with mlx.launch (docs/DISTRIBUTED.md)."""
+
+    # mlx.launch's JSON hostfile (relative to this file's folder); its first host must be this machine.
+    hosts: str | None = None
+    # Or this many ranks on 127.0.0.1 (a single-machine group: for testing).
+    ranks: Annotated[int, Meta(ge=2)] | None = None
+    strategy: Literal["tensor", "pipeline"] = "pipeline"
+    backend: Literal["ring", "jaccl", "mpi"] = "ring"
+    start_timeout: Annotated[float, Meta(gt=0)] = 180.0
+
+    def __post_init__(self) -> None:
+        if (self.hosts is None) == (self.ranks is None):
+            raise ValueError("distributed needs exactly one of `hosts` (a hostfile) or `ranks`")
+
+
 class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     """One servable model: where its files come from and how to run them."""
 
@@ -35,6 +51,9 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     context_length: Annotated[int, Meta(ge=16)] | None = None
     defaults: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
     description: str = ""
+    # A Jinja chat template (the text) used instead of the model's own, on every engine; it also decides
+    # the tool-call format (a template that renders `tools` and `<tool_call>` gets native tool calls).
+    chat_template: str | None = None
     # Embedding entries (kind = "embedding"):
     max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
@@ -47,6 +66,14 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     pinned: bool = False
     preload: bool = False
     aliases: list[str] = msgspec.field(default_factory=list)
+    # MLX LLMs: shard the model across several processes or Macs (engine "mlx-distributed").
+    distributed: DistributedSettings | None = None
+    # MLX LLMs: the prompt cache's bound in MiB, over [pool] prompt_cache_mib (0: off).
+    prompt_cache_mib: Annotated[int, Meta(ge=0)] | None = None
+    # Backpressure, over [pool]'s: requests in service at once, requests waiting, seconds a request may wait.
+    max_concurrent: Annotated[int, Meta(ge=1)] | None = None
+    max_queue: Annotated[int, Meta(ge=0)] | None = None
+    queue_timeout: Annotated[float, Meta(gt=0)] | None = None
 
     @property
     def serves_embeddings(self) -> bool:
@@ -63,9 +90,12 @@ class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     gpu_layers: int = 0
     # Apply the GGUF's own chat template with llama.cpp's jinja engine (as MLX does through transformers).
     jinja: bool = True
-    # Reuse a slot's KV cache for a shared prompt prefix: faster multi-turn chat, but llama.cpp's logits
-    # then depend on what was cached (batch sizes differ), so the same greedy request can answer differently.
+    # Reuse a slot's KV cache for a shared prompt prefix (multi-turn chat, agents): only the new suffix is
+    # evaluated, and usage.prompt_tokens_details.cached_tokens counts the reused tokens. Off by default: with
+    # flash attention a cached prefix changes greedy answers (7 of 20 repeats here), and without it decoding
+    # slows down as idle slots keep their caches (docs/BENCHMARKS.md). For reproducible caching set both.
     cache_prompt: bool = False
+    flash_attn: bool = True  # llama.cpp's own choice ("auto"); false: off
     start_timeout: Annotated[float, Meta(gt=0)] = 60.0
 
 
@@ -87,6 +117,10 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     # A generation running longer than this ends with 408 (or an error event when streaming).
     request_timeout: Annotated[float, Meta(gt=0)] = 600.0
+    # A stream waits this long for its first token before starting the response (errors until then are
+    # HTTP errors); after that, and whenever output pauses, a `: keep-alive` comment every keepalive_interval.
+    stream_grace: Annotated[float, Meta(ge=0)] = 1.5
+    keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -100,6 +134,14 @@ class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     model_dirs: list[str] = msgspec.field(default_factory=list)
     # Serve MLX-format repos found in the Hugging Face cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub).
     discover_hf_cache: bool = True
+    # Per MLX model: KV caches of finished requests kept for reuse by prompts sharing their prefix
+    # (multi-turn chats, agents); counted in the model's memory. 0 turns the prompt cache off.
+    prompt_cache_mib: Annotated[int, Meta(ge=0)] = 256
+    # Backpressure per model: requests in service at once (unset: llama.cpp's `parallel` slots, 32 on MLX);
+    # beyond that up to max_queue wait (more → 429), each at most queue_timeout seconds (then 503).
+    max_concurrent: Annotated[int, Meta(ge=1)] | None = None
+    max_queue: Annotated[int, Meta(ge=0)] = 64
+    queue_timeout: Annotated[float, Meta(gt=0)] = 120.0
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -111,6 +153,11 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
     # The folder relative sources are resolved against (the config file's folder).
     base_dir: str = "."
+
+    def prompt_cache_bytes(self, entry: ModelEntry) -> int:
+        """The bound of an MLX LLM's prompt cache: the entry's setting, else [pool]'s."""
+        mib = entry.prompt_cache_mib if entry.prompt_cache_mib is not None else self.pool.prompt_cache_mib
+        return mib * 2**20
 
     @property
     def cache_dir(self) -> Path:

@@ -16,8 +16,11 @@ import msgspec
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from radis_mlx.errors import AuthenticationError, InvalidRequestError, RadisError
+from radis_mlx.schemas.messages import anthropic_error
 
-OPEN_PATHS = ("/health",)
+# The dashboard page and its assets hold no secrets: they load without a key, then ask for it.
+OPEN_PATHS = ("/health", "/")
+OPEN_PREFIXES = ("/dashboard/",)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
@@ -64,7 +67,7 @@ class GuardMiddleware:
         try:
             self._check(cast(HTTPScope, scope))
         except RadisError as error:
-            await _send_error(send, error)
+            await _send_error(send, error, scope["path"])
             return
         await self.app(scope, receive, send)
 
@@ -81,7 +84,8 @@ class GuardMiddleware:
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type != "application/json":
                 raise UnsupportedMediaTypeError("request bodies must be sent as application/json")
-        if self.api_keys and scope["method"] != "OPTIONS" and path not in OPEN_PATHS:
+        is_open = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if self.api_keys and scope["method"] != "OPTIONS" and not is_open:
             offered = _offered_key(headers)
             # Compare against every key so timing does not reveal which one nearly matched.
             matches = [hmac.compare_digest(offered, key) for key in self.api_keys]
@@ -98,8 +102,10 @@ def _offered_key(headers: dict[str, str]) -> bytes:
     return headers.get("x-api-key", "").strip().encode()
 
 
-async def _send_error(send: Send, error: RadisError) -> None:
-    body = msgspec.json.encode(error.to_body())
+async def _send_error(send: Send, error: RadisError, path: str) -> None:
+    # The Anthropic Messages routes answer in Anthropic's error shape, as app.handle_error does.
+    anthropic = path.startswith("/v1/messages")
+    body = msgspec.json.encode(anthropic_error(error) if anthropic else error.to_body())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(error, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))

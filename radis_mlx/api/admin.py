@@ -75,6 +75,7 @@ def loaded_model(pool: ModelPool, slot: PoolSlot) -> LoadedModel:
         pinned=slot.pinned,
         context_length=info.context_length if info else 0,
         details=dict(info.details) if info else {},
+        stats=slot.engine.stats() if slot.engine is not None else {},
     )
 
 

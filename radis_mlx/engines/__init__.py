@@ -7,11 +7,14 @@ from pathlib import Path
 
 from radis_mlx.config import Config, ModelEntry
 from radis_mlx.engines.base import Engine
+from radis_mlx.engines.chat_template import read_chat_template
 from radis_mlx.errors import UnsupportedModelError
 
 
 def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
     """Which engine serves this entry, and why (logged at load)."""
+    if entry.distributed is not None:
+        return "mlx-distributed", "distributed = {...} in models.toml"
     if entry.engine != "auto":
         return entry.engine, "engine set in models.toml"
     if path.suffix.lower() != ".gguf":
@@ -26,11 +29,36 @@ def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
 
 def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) -> Engine:
     """Build (not start) the engine for a materialized model."""
+    engine = _build_engine(model_id, entry, path, config)
+    if entry.kind == "llm":
+        # Read from the model's files, so every engine picks the same tool-call format for a model.
+        engine.chat_template = entry.chat_template or read_chat_template(path)
+    return engine
+
+
+def _build_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) -> Engine:
     name, _ = choose_engine(entry, path)
+    if entry.kind == "llm" and name == "mlx-distributed" and entry.distributed is not None:
+        from radis_mlx.engines.mlx_distributed import MlxDistributedEngine
+
+        return MlxDistributedEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            settings=entry.distributed,
+            base_dir=Path(config.base_dir),
+            cache_dir=config.cache_dir,
+        )
     if entry.kind == "llm" and name == "mlx":
         from radis_mlx.engines.mlx_llm import MlxLlmEngine
 
-        return MlxLlmEngine(model_id, path, context_length=entry.context_length, cache_dir=config.cache_dir)
+        return MlxLlmEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            cache_dir=config.cache_dir,
+            prompt_cache_bytes=config.prompt_cache_bytes(entry),
+        )
     if entry.kind == "embedding" and name == "mlx":
         from radis_mlx.engines.mlx_embed import MlxEmbedEngine
 
@@ -52,5 +80,6 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             context_length=entry.context_length,
             settings=config.engines.llamacpp,
             embedding=entry.embeddings,
+            chat_template=entry.chat_template,
         )
     raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
 from radis_mlx.schemas.common import TtlSeconds
@@ -65,6 +66,8 @@ class LoadedModel(Struct, kw_only=True):
     pinned: bool
     context_length: int
     details: dict[str, str]
+    # The engine's scheduler: requests waiting/active/finished/cancelled, prompt-cache hits and bytes.
+    stats: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class LoadedModelList(Struct, kw_only=True):
@@ -95,3 +98,16 @@ class PullEvent(Struct, kw_only=True, omit_defaults=True):
     completed: int | None = None
     total: int | None = None
     path: str | None = None
+
+
+class ServerMetrics(Struct, kw_only=True):
+    """Counters since the server started (GET /api/v0/metrics); requests are POSTs to /v1/..."""
+
+    uptime_seconds: float
+    requests_served: int
+    requests_failed: int  # a 4xx/5xx answer, or a stream that ended with an error event
+    tokens_generated: int
+    models_loaded: int
+    models_available: int
+    memory_used_bytes: int
+    memory_budget_bytes: int

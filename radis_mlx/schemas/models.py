@@ -20,6 +20,8 @@ class Model(Struct):
     quantization: str | None = None
     size_bytes: int | None = None
     description: str = ""
+    # Engine facts of a loaded model, e.g. a distributed group's strategy, hosts and per-rank bytes.
+    details: dict[str, str] | None = None
 
 
 class ModelList(Struct):

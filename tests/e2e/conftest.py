@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from openai import OpenAI
 
@@ -10,8 +12,23 @@ from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
 # Every API test runs once per engine; the model id names the engine that serves it.
 ENGINES = ["mlx", "llamacpp"]
 
+# A Qwen2.5-style template that renders tools and <tool_call> tags: native tool calls on the starter model.
+TOOL_TEMPLATE = (Path(__file__).parent / "tool_template.jinja").read_text()
+
 # Further models.toml entries the suite serves (embedding models, ...), as TOML text.
 EXTRA_MODELS = f"""
+[models.smollm2-tools-mlx]
+source = "{STARTER_SOURCE}"
+engine = "mlx"
+context_length = 2048
+chat_template = '''{TOOL_TEMPLATE}'''
+
+[models.smollm2-tools-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+chat_template = '''{TOOL_TEMPLATE}'''
+
 [models.minilm]
 source = "{MINILM_SOURCE}"
 kind = "embedding"
@@ -28,6 +45,12 @@ matryoshka = true
 source = "{STARTER_SOURCE}"
 engine = "mlx"
 embeddings = true
+
+[models.smollm2-mlx-nocache]
+source = "{STARTER_SOURCE}"
+engine = "mlx"
+context_length = 2048
+prompt_cache_mib = 0
 
 [models.smollm2-embed-llamacpp]
 source = "{STARTER_SOURCE}"

@@ -1,0 +1,25 @@
+"""The web dashboard: GET / is its page, /dashboard/... its script and style (plain files, no build step).
+
+The page holds no secrets, so it loads without an API key (security.py keeps it open) and then asks
+for the key when the API answers 401; the Host check still applies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Router, get
+from litestar.response import File
+from litestar.static_files import create_static_files_router
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+
+
+@get("/", include_in_schema=False, media_type="text/html")
+async def index() -> File:
+    return File(STATIC_DIR / "index.html", content_disposition_type="inline", media_type="text/html")
+
+
+def static_files() -> Router:
+    """The dashboard's assets under /dashboard."""
+    return create_static_files_router(path="/dashboard", directories=[STATIC_DIR], name="dashboard")

@@ -1,0 +1,100 @@
+"""GET /api/v0/metrics: uptime, requests served and failed, tokens generated, memory (the dashboard polls it).
+
+Counting is one ASGI middleware over the inference routes (POST /v1/...): it reads the response status
+and spots the error event a failed stream ends with. Tokens are added by `count_tokens`, which
+`generate_until` calls on a generation's last chunk; a context variable carries the app's counters
+there, so nothing global is shared between apps.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import cast
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+from radis_mlx.catalog import ModelState
+from radis_mlx.pool import ModelPool
+from radis_mlx.schemas.admin import ServerMetrics
+
+_ERROR_EVENT = b'data: {"error"'
+
+
+@dataclass
+class Metrics:
+    """Counters since the server started."""
+
+    started: float = field(default_factory=time.time)
+    requests_served: int = 0
+    requests_failed: int = 0
+    tokens_generated: int = 0
+
+
+_current: ContextVar[Metrics | None] = ContextVar("radis_mlx_metrics", default=None)
+
+
+def count_tokens(completion_tokens: int) -> None:
+    """Add a finished generation's tokens to the counters of the app serving this request."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.tokens_generated += completion_tokens
+
+
+def _is_inference(scope: HTTPScope) -> bool:
+    return scope["method"] == "POST" and scope["path"].startswith("/v1/")
+
+
+class MetricsMiddleware:
+    """Counts inference requests by outcome: a 4xx/5xx status or an error event in a stream fails."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_inference(cast(HTTPScope, scope)):
+            await self.app(scope, receive, send)
+            return
+        failed = False
+
+        async def watch(message: Message) -> None:
+            nonlocal failed
+            if message["type"] == "http.response.start":
+                failed = message["status"] >= 400
+            elif message["type"] == "http.response.body":
+                failed = failed or message.get("body", b"").startswith(_ERROR_EVENT)
+            await send(message)
+
+        token = _current.set(self.metrics)
+        try:
+            await self.app(scope, receive, watch)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            _current.reset(token)
+            if failed:
+                self.metrics.requests_failed += 1
+            else:
+                self.metrics.requests_served += 1
+
+
+@get("/api/v0/metrics", summary="Server counters and memory, for the dashboard", tags=["Management"])
+async def server_metrics(
+    pool: NamedDependency[ModelPool], metrics: NamedDependency[Metrics]
+) -> ServerMetrics:
+    loaded = [s for s in pool.slots() if s.state is ModelState.LOADED]
+    return ServerMetrics(
+        uptime_seconds=round(time.time() - metrics.started, 3),
+        requests_served=metrics.requests_served,
+        requests_failed=metrics.requests_failed,
+        tokens_generated=metrics.tokens_generated,
+        models_loaded=len(loaded),
+        models_available=len(pool.slots()),
+        memory_used_bytes=pool.used_bytes(),
+        memory_budget_bytes=pool.budget_bytes,
+    )

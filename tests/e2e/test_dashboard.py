@@ -1,0 +1,238 @@
+"""The web dashboard at / in headless Chromium (Debian's `chromium`, driven by Playwright).
+
+RADIS_MLX_SCREENSHOTS=docs/screenshots saves the screenshots the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import NotFoundError
+
+from tests.server import RunningServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LLAMACPP = "smollm2-llamacpp"
+SLOW = 120_000  # ms: a model load or a reply on a busy CPU
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Chromium at /usr/bin/chromium: sudo apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.base}/")
+    yield page
+    context.close()
+    assert errors == [], errors  # no uncaught script error on the page
+
+
+def screenshot(page, name: str) -> None:
+    folder = os.environ.get("RADIS_MLX_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def row(page, model: str):
+    return page.locator(f'#models tr[data-model="{model}"]')
+
+
+def test_page_lists_models_with_state_engine_and_size(page, server):
+    from playwright.sync_api import expect
+
+    expect(row(page, "minilm")).to_be_visible()
+    cells = row(page, LLAMACPP).locator("td")
+    expect(cells.nth(1)).to_have_text("llm")
+    expect(cells.nth(2)).to_have_text("llamacpp")
+    expect(cells.nth(3)).to_have_text(re.compile(r"^(not-loaded|loading|loaded|unloading)$"))
+    expect(cells.nth(4)).to_have_text(re.compile(r"MiB$"))
+    expect(row(page, "minilm").locator("td").nth(1)).to_have_text("embeddings")
+    expect(page.locator("#base-url")).to_have_text(server.url)
+    expect(page.locator("#status-dot")).to_have_class("dot up")
+    expect(page.locator("#m-memory")).to_contain_text(" / ")
+
+
+def test_load_and_unload_buttons(page, server):
+    from playwright.sync_api import expect
+
+    httpx.post(f"{server.base}/api/v0/models/unload", json={"model": LLAMACPP}, timeout=60)
+    page.reload()
+    state = row(page, LLAMACPP).locator("td.state")
+    expect(state).to_have_text("not-loaded")
+    row(page, LLAMACPP).locator("button.load").click()
+    expect(state).to_have_text("loaded", timeout=SLOW)
+    assert httpx.get(f"{server.base}/api/v0/models/{LLAMACPP}").json()["state"] == "loaded"
+    row(page, LLAMACPP).locator("button.unload").click()
+    expect(state).to_have_text("not-loaded", timeout=SLOW)
+    assert httpx.get(f"{server.base}/api/v0/models/{LLAMACPP}").json()["state"] == "not-loaded"
+
+
+def test_chat_playground_streams_and_metrics_move(page):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#m-tokens")).to_have_text(re.compile(r"^\d+$"))
+    tokens_before = int(page.locator("#m-tokens").inner_text())
+    requests_before = int(page.locator("#m-requests").inner_text())
+    page.select_option("#chat-model", LLAMACPP)
+    page.fill("#chat-max-tokens", "16")
+    # Count the updates of the reply as they land: a streamed reply grows in several steps.
+    page.evaluate(
+        """() => {
+          window.replyUpdates = 0;
+          const watched = {subtree: true, childList: true, characterData: true};
+          const log = document.getElementById('chat-log');
+          new MutationObserver(() => window.replyUpdates++).observe(log, watched);
+        }"""
+    )
+    page.fill("#chat-input", "Tell me about the sea.")
+    page.click("#chat-send")
+    expect(page.locator("#chat-stats")).to_contain_text("16 tokens", timeout=SLOW)
+    reply = page.locator("#chat-log .msg.assistant").last
+    assert reply.inner_text().removeprefix("Model: ").strip()
+    assert page.evaluate("window.replyUpdates") >= 4  # user line, empty reply, then several pieces
+    expect(page.locator("#chat-log .msg.user")).to_have_text("Tell me about the sea.")
+    # The page polls the metrics: the chat shows up in them.
+    expect(page.locator("#m-tokens")).not_to_have_text(str(tokens_before), timeout=10_000)
+    assert int(page.locator("#m-tokens").inner_text()) >= tokens_before + 16
+    assert int(page.locator("#m-requests").inner_text()) > requests_before
+
+    # A second turn carries the first: the prompt grows by more than the new message.
+    first_prompt = int(re.findall(r"prompt (\d+)", page.locator("#chat-stats").inner_text())[0])
+    page.fill("#chat-input", "And the sky?")
+    page.click("#chat-send")
+    expect(page.locator("#chat-log .msg.assistant")).to_have_count(2)
+    expect(page.locator("#chat-send")).to_be_enabled(timeout=SLOW)
+    second_prompt = int(re.findall(r"prompt (\d+)", page.locator("#chat-stats").inner_text())[0])
+    assert second_prompt > first_prompt + 16
+
+
+def test_embeddings_try_out(page):
+    from playwright.sync_api import expect
+
+    page.select_option("#embed-model", "minilm")
+    page.fill("#embed-input", "A cat sits on the mat")
+    page.click("#embed-run")
+    output = page.locator("#embed-output")
+    expect(output).to_contain_text("384 dimensions", timeout=SLOW)
+    expect(output).to_contain_text("norm 1.000")  # minilm normalizes
+    page.select_option("#chat-model", LLAMACPP)
+    page.fill("#chat-max-tokens", "12")
+    page.fill("#chat-input", "Say hello.")
+    page.click("#chat-send")
+    expect(page.locator("#chat-send")).to_be_enabled(timeout=SLOW)
+    page.wait_for_timeout(2500)  # one metrics poll after the chat
+    screenshot(page, "dashboard.png")
+
+
+def test_a_chat_error_is_shown_not_thrown(page):
+    from playwright.sync_api import expect
+
+    page.select_option("#chat-model", "broken")  # its files do not exist
+    page.fill("#chat-input", "hi")
+    page.click("#chat-send")
+    expect(page.locator("#chat-log .msg.error")).to_contain_text("does-not-exist.gguf", timeout=SLOW)
+    expect(page.locator("#chat-send")).to_be_enabled()
+
+
+def test_metrics_count_requests_and_tokens(server, client):
+    def metrics() -> dict[str, int]:
+        return httpx.get(f"{server.base}/api/v0/metrics").json()
+
+    before = metrics()
+    reply = client.chat.completions.create(
+        model=LLAMACPP, messages=[{"role": "user", "content": "Hi"}], max_tokens=5, temperature=0
+    )
+    stream = client.chat.completions.create(
+        model=LLAMACPP,
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    streamed = [chunk.usage.completion_tokens for chunk in stream if chunk.usage]
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    httpx.get(f"{server.base}/v1/models")  # reads are not counted
+    after = metrics()
+    assert after["requests_served"] - before["requests_served"] == 2
+    assert after["requests_failed"] - before["requests_failed"] == 1
+    generated = reply.usage.completion_tokens + streamed[0]
+    assert after["tokens_generated"] - before["tokens_generated"] == generated > 0
+    assert after["uptime_seconds"] > before["uptime_seconds"]
+    assert after["models_loaded"] >= 1 and after["memory_used_bytes"] > 0
+    assert after["memory_budget_bytes"] >= after["memory_used_bytes"]
+
+
+def test_page_is_guarded_by_the_host_check(server):
+    assert httpx.get(f"{server.base}/").status_code == 200
+    refused = httpx.get(f"{server.base}/", headers={"host": "attacker.example"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden_host"
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(
+            f"{server.base}/api/v0/metrics", headers={"origin": "http://attacker.example"}
+        ).headers
+    )
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("locked-dashboard")
+    running = RunningServer(
+        '[models.x]\nsource = "./nothing.gguf"\n', workdir, extra_args=("--api-key", "sk-dash", "--no-fetch")
+    ).wait_ready()
+    yield running
+    assert running.stop() == 0, running.log_tail()
+
+
+def test_with_an_api_key_the_page_asks_for_it(browser, locked_server):
+    from playwright.sync_api import expect
+
+    assert httpx.get(f"{locked_server.base}/").status_code == 200  # the page itself holds no secret
+    assert httpx.get(f"{locked_server.base}/dashboard/app.js").status_code == 200
+    assert httpx.get(f"{locked_server.base}/api/v0/metrics").status_code == 401
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{locked_server.base}/")
+        expect(page.locator("#key-panel")).to_be_visible()
+        expect(row(page, "x")).to_have_count(0)
+        page.fill("#key-input", "wrong")
+        page.click("#key-save")
+        expect(page.locator("#key-panel")).to_be_visible()
+        page.fill("#key-input", "sk-dash")
+        page.click("#key-save")
+        expect(row(page, "x")).to_be_visible()
+        expect(page.locator("#key-panel")).to_be_hidden()
+        expect(page.locator("#m-loaded")).to_have_text(re.compile(r"^0 / \d+$"))
+    finally:
+        context.close()
