@@ -115,10 +115,12 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     rss_cold = rss_kib(args.pid)
     warm_until = time.monotonic() + args.warmup
     await asyncio.gather(*(client_loop(args, warm_until, Tally()) for _ in range(args.clients)))
-    rss_start = rss_kib(args.pid)
+    rss_start, cache_start = rss_kib(args.pid), await prompt_cache_kib(args)
     deadline = time.monotonic() + args.duration
     await asyncio.gather(*(client_loop(args, deadline, tally) for _ in range(args.clients)))
-    rss_end = rss_kib(args.pid)
+    rss_end, cache_end = rss_kib(args.pid), await prompt_cache_kib(args)
+    # The prompt caches fill up to their configured bound by design; growth beyond that is a leak.
+    net_growth = (rss_end - rss_start - (cache_end - cache_start)) / rss_start if rss_start else None
     every = sorted(t for times in tally.latencies.values() for t in times)
     return {
         "clients": args.clients,
@@ -135,7 +137,19 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         "rss_end_mib": round(rss_end / 1024, 1),
         "rss_growth": round(rss_end / rss_start - 1, 4) if rss_start else None,
         "rss_growth_from_cold": round(rss_end / rss_cold - 1, 4) if rss_cold else None,
+        "prompt_cache_start_mib": round(cache_start / 1024, 1),
+        "prompt_cache_end_mib": round(cache_end / 1024, 1),
+        "rss_growth_net_of_prompt_cache": round(net_growth, 4) if net_growth is not None else None,
     }
+
+
+async def prompt_cache_kib(args: argparse.Namespace) -> int:
+    """The bytes the loaded models' prompt caches hold (GET /api/v0/models/loaded), in KiB."""
+    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    base = args.url.removesuffix("/").removesuffix("/v1")
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+        loaded = (await client.get(f"{base}/api/v0/models/loaded")).json()["data"]
+    return sum(model["stats"].get("prompt_cache_bytes", 0) for model in loaded) // 1024
 
 
 async def client_loop_once(args: argparse.Namespace) -> None:
@@ -167,7 +181,7 @@ def main() -> int:
         parser.error("soak only targets a server on this machine's loopback")
     report = asyncio.run(soak(args))
     print(json.dumps(report, indent=2))
-    growth = report["rss_growth"]
+    growth = report["rss_growth_net_of_prompt_cache"]
     ok = report["errors"] == 0 and isinstance(growth, float) and growth < args.max_rss_growth
     return 0 if ok else 1
 

@@ -13,7 +13,7 @@ from litestar.response import Stream
 from radis_mlx.api.common import (
     SSE_DONE,
     Generate,
-    collect,
+    collect_all,
     decode_body,
     generate_until,
     new_id,
@@ -76,7 +76,7 @@ async def create_chat_completion(
 
     async with pool.acquire(body.model, ttl=body.ttl) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout)
-        outcomes = [await collect(generate(g)) for g in generations]
+        outcomes = await collect_all(generate, generations)
     return ChatCompletion(
         id=new_id("chatcmpl"),
         created=unix_time(),

@@ -90,6 +90,18 @@ async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
 Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
 
 
+async def collect_all(generate: Generate, generations: list[GenerationRequest]) -> list[Outcome]:
+    """Run every generation at once (n choices, several prompts: one batch on MLX), in order.
+
+    All of them finish before the first error is raised, so none outlives the request's model lease.
+    """
+    results = await asyncio.gather(*(collect(generate(g)) for g in generations), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
 def generate_until(engine: Engine, timeout: float) -> Generate:
     """engine.generate, bounded by one deadline for the whole HTTP request."""
     deadline = asyncio.get_running_loop().time() + timeout

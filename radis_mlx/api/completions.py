@@ -13,7 +13,7 @@ from radis_mlx.api.chat import choice_requests
 from radis_mlx.api.common import (
     SSE_DONE,
     Generate,
-    collect,
+    collect_all,
     decode_body,
     generate_until,
     new_id,
@@ -52,7 +52,7 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = _stream_events(stack, generate, first, generations, echoes, body, include_usage)
             return sse_response(events, first, pool.config.server.keepalive_interval)
-        outcomes = [await collect(generate(g)) for g in generations]
+        outcomes = await collect_all(generate, generations)
     except BaseException:
         await stack.aclose()
         raise

@@ -55,4 +55,9 @@ class PromptCache:
     def insert(self, tokens: list[int], cache: list[Any]) -> None:
         """Keep the cache of exactly these tokens (the LRU drops the oldest beyond max_bytes)."""
         if self.max_bytes and tokens and cache:
+            import mlx.core as mx
+
+            # A cache taken out of a batch is a lazy copy of a slice: until it is evaluated it holds
+            # the whole batch's KV arrays (and their graph) alive, far beyond the bytes it counts.
+            mx.eval([c.state for c in cache])
             self._lru.insert_cache(_KEY, list(tokens), cache)

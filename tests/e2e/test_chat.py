@@ -144,3 +144,12 @@ def test_n_choices_have_distinct_indexes(client, model):
     reply = chat(client, model, temperature=1.0, seed=3, max_tokens=4, n=2)
     assert [c.index for c in reply.choices] == [0, 1]
     assert 2 <= reply.usage.completion_tokens <= 8
+
+
+def test_n_choices_run_as_one_batch_with_their_own_seeds(client):
+    """n choices are generated together (one batch on MLX); choice i samples as seed + i does alone."""
+    params = {"temperature": 1.0, "max_tokens": 4, "seed": 11}
+    together = chat(client, "smollm2-mlx", n=3, **params)
+    alone = [chat(client, "smollm2-mlx", **{**params, "seed": 11 + i}) for i in range(3)]
+    assert [c.message.content for c in together.choices] == [r.choices[0].message.content for r in alone]
+    assert together.usage.completion_tokens == sum(r.usage.completion_tokens for r in alone)
