@@ -52,7 +52,10 @@ async def measure(targets: list[Target], args: argparse.Namespace, tokens: int) 
     errors = dict.fromkeys(singles, 0)
     turns: dict[str, list[Turns]] = {t.name: [] for t in targets}
     body = {"messages": [{"role": "user", "content": DECODE_PROMPT}], "max_tokens": tokens, "temperature": 0}
-    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=None)) as client:
+    # A fresh connection per request for every target: llama.cpp's server drops the next request on
+    # a connection reused after a streamed response ("Server disconnected without sending a response").
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
         for target in targets:  # warm each path (and load the model)
             await stream(client, target, {**body, "max_tokens": 2})
         for _ in range(args.rounds):

@@ -1,6 +1,11 @@
-"""llama.cpp's prompt cache (cache_prompt = true, flash_attn = false): reported, greedy answers unchanged.
+"""llama.cpp's prompt cache (cache_prompt = true, flash_attn = false): cached_tokens reported.
 
-Its own server: the suite's runs llama.cpp with the defaults (no prompt cache).
+Its own server: the suite's runs llama.cpp with the defaults (no prompt cache). The greedy answer
+with a cache hit is not asserted equal to the cold one: llama.cpp's CPU kernels are not
+batch-invariant, so a prefix reused from a slot and a suffix evaluated alone can flip a near-tie.
+With flash attention off that was 0 of 20 in a measurement, but a fresh-clone CI run still saw
+"The item 3 is in box 28." become "The item that is not in box 3 is item 3." on a cache hit; that
+is why cache_prompt stays off by default.
 """
 
 from __future__ import annotations
@@ -44,14 +49,14 @@ def ask(client, messages, **kwargs):
     )
 
 
-def test_a_resent_prefix_is_served_from_the_cache_with_the_same_greedy_answer(client):
+def test_a_resent_prefix_is_served_from_the_cache(client):
     messages = conversation()
     cold = ask(client, messages)
     again = ask(client, messages)
     assert cold.usage.prompt_tokens_details.cached_tokens < 10  # only the template's opening can match
     # All but the last prompt token come from the slot's cache (llama.cpp re-evaluates one for its logits).
     assert again.usage.prompt_tokens_details.cached_tokens >= again.usage.prompt_tokens - 2
-    assert again.choices[0].message.content == cold.choices[0].message.content
+    assert again.choices[0].finish_reason in ("stop", "length")
     # The second turn resends the first: its prefix is cached; the stream reports it in its usage too.
     messages += [
         {"role": "assistant", "content": cold.choices[0].message.content},
@@ -67,4 +72,4 @@ def test_completions_report_cached_tokens(client):
     first = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
     second = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
     assert second.usage.prompt_tokens_details.cached_tokens >= second.usage.prompt_tokens - 2
-    assert second.choices[0].text == first.choices[0].text
+    assert first.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens_details.cached_tokens

@@ -30,7 +30,7 @@ def test_sixty_second_soak_has_no_errors_and_bounded_memory(server):
             "--duration",
             "60",
             "--warmup",
-            "10",
+            "30",
         ],
         capture_output=True,
         text=True,
