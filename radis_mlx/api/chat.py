@@ -17,10 +17,10 @@ from radis_mlx.api.common import (
     decode_body,
     generate_until,
     new_id,
+    open_stream,
     sse,
     sse_error,
     sse_response,
-    started,
 )
 from radis_mlx.engines.base import GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
@@ -62,14 +62,7 @@ async def create_chat_completion(
     body = decode_body(await request.body(), ChatCompletionRequest)
     generations = choice_requests(body.to_generation(pool.get(body.model).entry.defaults), body.n)
     if body.stream:
-        stack = AsyncExitStack()
-        try:
-            engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
-            generate = generate_until(engine, pool.config.server.request_timeout)
-            first = await started(generate(generations[0]), pool.config.server.stream_grace)
-        except BaseException:
-            await stack.aclose()
-            raise
+        stack, generate, first = await open_stream(pool, body.model, body.ttl, generations[0])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _stream_events(stack, generate, first, generations, body.model, include_usage)
         return sse_response(events, first, pool.config.server.keepalive_interval)

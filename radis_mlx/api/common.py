@@ -7,8 +7,9 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from litestar.response import Stream
@@ -17,6 +18,9 @@ from radis_mlx.api.metrics import count_tokens
 from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest, TokenLogprob, ToolCall
 from radis_mlx.engines.tools import with_tools
 from radis_mlx.errors import EngineError, InvalidRequestError, RadisError, RequestTimeoutError
+
+if TYPE_CHECKING:
+    from radis_mlx.pool import ModelPool
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -205,6 +209,25 @@ async def keepalive(events: AsyncIterator[bytes], first: Started, interval: floa
             pending.cancel()
             await asyncio.wait({pending})
         await events.aclose()  # type: ignore[attr-defined]
+
+
+async def open_stream(
+    pool: ModelPool, model: str, ttl: float | None, generation: GenerationRequest
+) -> tuple[AsyncExitStack, Generate, Started]:
+    """Lease the model and start `generation` for a streaming response (see `started`).
+
+    The stack holds the lease: the event writer closes it when the stream ends. `generate` runs
+    further generations (more choices) under the same lease and deadline.
+    """
+    stack = AsyncExitStack()
+    try:
+        engine = await stack.enter_async_context(pool.acquire(model, ttl=ttl))
+        generate = generate_until(engine, pool.config.server.request_timeout)
+        first = await started(generate(generation), pool.config.server.stream_grace)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return stack, generate, first
 
 
 def sse_response(events: AsyncIterator[bytes], first: Started, interval: float) -> Stream:

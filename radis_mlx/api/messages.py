@@ -15,7 +15,7 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.response import Stream
 
-from radis_mlx.api.common import collect, decode_body, generate_until, sse_response, started
+from radis_mlx.api.common import collect, decode_body, generate_until, open_stream, sse_response
 from radis_mlx.engines.base import GenerationChunk, ToolCall
 from radis_mlx.errors import EngineError, RadisError
 from radis_mlx.pool import ModelPool
@@ -51,14 +51,7 @@ async def create_message(request: Request, pool: NamedDependency[ModelPool]) -> 
     body = decode_body(await request.body(), MessageCreateRequest)
     generation = body.to_generation(pool.get(body.model).entry.defaults)
     if body.stream:
-        stack = AsyncExitStack()
-        try:
-            engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
-            stream = generate_until(engine, pool.config.server.request_timeout)(generation)
-            first = await started(stream, pool.config.server.stream_grace)
-        except BaseException:
-            await stack.aclose()
-            raise
+        stack, _, first = await open_stream(pool, body.model, body.ttl, generation)
         events = _stream_events(stack, first, body.model)
         return sse_response(events, first, pool.config.server.keepalive_interval)
     async with pool.acquire(body.model, ttl=body.ttl) as engine:

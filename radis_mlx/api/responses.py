@@ -17,7 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from radis_mlx.api.common import Outcome, collect, decode_body, generate_until, sse_response, started
+from radis_mlx.api.common import Outcome, collect, decode_body, generate_until, open_stream, sse_response
 from radis_mlx.api.response_store import ResponseStore, Stored
 from radis_mlx.engines.base import ChatMessage, GenerationChunk, ToolCall
 from radis_mlx.errors import EngineError, InvalidRequestError, NotFoundError, RadisError
@@ -82,14 +82,7 @@ async def create_response(
         return response
 
     if body.stream:
-        stack = AsyncExitStack()
-        try:
-            engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
-            stream = generate_until(engine, pool.config.server.request_timeout)(generation)
-            first = await started(stream, pool.config.server.stream_grace)
-        except BaseException:
-            await stack.aclose()
-            raise
+        stack, _, first = await open_stream(pool, body.model, body.ttl, generation)
         events = _stream_events(stack, first, draft, finish)
         return sse_response(events, first, pool.config.server.keepalive_interval)
     async with pool.acquire(body.model, ttl=body.ttl) as engine:
