@@ -75,7 +75,14 @@ def left_one(server, before: dict[str, int]) -> dict[str, int]:
     return stats
 
 
-LONG = {"model": MLX, "messages": [{"role": "user", "content": "Count to 500."}], "max_tokens": 500}
+# Long whatever the model says: its end tokens (<|endoftext|> 0, <|im_end|> 2) are banned, so it runs
+# to max_tokens (~50 s here) and a cached prompt cannot make it finish before the client leaves.
+LONG = {
+    "model": MLX,
+    "messages": [{"role": "user", "content": "Count to 500."}],
+    "max_tokens": 500,
+    "logit_bias": {"0": -100, "2": -100},
+}
 
 
 def test_a_disconnected_stream_frees_its_batch_slot(server):
