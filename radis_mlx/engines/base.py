@@ -142,6 +142,9 @@ class Engine(abc.ABC):
     # The Jinja chat template messages are rendered with (the entry's override or the model's own; set by
     # create_engine). engines/tools.py reads the tool-call format from it, the same for every engine.
     chat_template: str | None = None
+    # The fill-in-the-middle template (`{prefix}`/`{suffix}`) completions' `suffix` uses; None: no FIM.
+    # Set by create_engine from the entry or the model's vocabulary (engines/fim.py).
+    fim_template: str | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:

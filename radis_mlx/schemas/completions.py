@@ -34,6 +34,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
     n: ChoiceCount = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # Fill-in-the-middle: rendered with the model's FIM template in api/completions.py (model known there).
     suffix: str | None = None
     user: str | None = None
     # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
@@ -47,12 +48,6 @@ class CompletionRequest(SamplingFields, kw_only=True):
         """The engine's view of this request for one prompt."""
         if self.logprobs is not None and self.echo:
             raise InvalidRequestError("logprobs of echoed prompt tokens are not supported", param="echo")
-        if self.suffix:
-            # FIM needs <fim_prefix>/<fim_suffix>/<fim_middle>-style tokens; no served model has them yet.
-            raise InvalidRequestError(
-                "suffix (fill-in-the-middle) is not supported: this model has no fill-in-the-middle tokens",
-                param="suffix",
-            )
         # best_of == n returns every candidate: the same as n alone. Ranking candidates is not implemented.
         if self.best_of not in (None, 1, self.n):
             raise InvalidRequestError(

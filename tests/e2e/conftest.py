@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
+from tests.server import MINILM_SOURCE, REPRODUCIBLE_LLAMACPP, STARTER_SOURCE, RunningServer
 
 # Every API test runs once per engine; the model id names the engine that serves it.
 ENGINES = ["mlx", "llamacpp"]
 
 # A Qwen2.5-style template that renders tools and <tool_call> tags: native tool calls on the starter model.
 TOOL_TEMPLATE = (Path(__file__).parent / "tool_template.jinja").read_text()
+
+# A declared fill-in-the-middle template; the starter's vocabulary has none of these tokens, so the
+# markers are plain text to it (the rendered prompt is still exactly what the model is sent).
+FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
 
 # Further models.toml entries the suite serves (embedding models, ...), as TOML text.
 EXTRA_MODELS = f"""
@@ -28,6 +32,18 @@ source = "{STARTER_SOURCE}"
 engine = "llamacpp"
 context_length = 2048
 chat_template = '''{TOOL_TEMPLATE}'''
+
+[models.smollm2-fim-mlx]
+source = "{STARTER_SOURCE}"
+engine = "mlx"
+context_length = 2048
+fim_template = "{FIM_TEMPLATE}"
+
+[models.smollm2-fim-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+fim_template = "{FIM_TEMPLATE}"
 
 [models.minilm]
 source = "{MINILM_SOURCE}"
@@ -65,7 +81,8 @@ def e2e_config() -> str:
     entries = "".join(entry.format(engine, STARTER_SOURCE) for engine in ENGINES)
     broken = '[models.broken]\nsource = "./does-not-exist.gguf"\n\n'
     garbage = '[models.garbage]\nsource = "./garbage.gguf"\nengine = "mlx"\n'
-    return entries + broken + garbage + EXTRA_MODELS
+    # The suite compares greedy answers across requests (stream == non-stream, Responses == chat, ...).
+    return REPRODUCIBLE_LLAMACPP + entries + broken + garbage + EXTRA_MODELS
 
 
 @pytest.fixture(scope="session")

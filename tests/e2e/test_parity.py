@@ -25,7 +25,7 @@ from openai import OpenAI
 
 from radis_mlx.config import Config
 from tests.gguf_f32 import dequantized_copy
-from tests.server import RunningServer
+from tests.server import REPRODUCIBLE_LLAMACPP, RunningServer
 
 PROMPTS = [
     "What is the capital of France?",
@@ -63,7 +63,7 @@ def test_greedy_parity_on_the_quantized_starter(client):
 def float32_client(smollm_gguf, tmp_path_factory):
     weights = dequantized_copy(smollm_gguf, Config().cache_dir / "derived" / f"{smollm_gguf.stem}.F32.gguf")
     entry = '[models.f32-{0}]\nsource = "{1}"\nengine = "{0}"\ncontext_length = 512\n\n'
-    config = entry.format("mlx", weights) + entry.format("llamacpp", weights)
+    config = REPRODUCIBLE_LLAMACPP + entry.format("mlx", weights) + entry.format("llamacpp", weights)
     server = RunningServer(config, tmp_path_factory.mktemp("parity")).wait_ready()
     yield OpenAI(base_url=server.url, api_key="anything", max_retries=0, timeout=600)
     assert server.stop() == 0, server.log_tail()

@@ -102,7 +102,9 @@ def test_sampling_maps_onto_llama_cpp_names():
 
 @pytest.fixture(scope="module")
 async def engine(smollm_gguf):
-    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=256, settings=LlamaCppSettings())
+    # No prompt cache: the stop test compares two greedy runs of one prompt (tests/server.py says why).
+    settings = LlamaCppSettings(cache_prompt=False)
+    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=256, settings=settings)
     await engine.start()
     yield engine
     await engine.close()

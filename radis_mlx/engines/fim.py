@@ -1,0 +1,123 @@
+"""Fill-in-the-middle: a model's FIM template, declared in models.toml or found in its vocabulary.
+
+A template is text with `{prefix}` and `{suffix}` placeholders; the rendered prompt is an ordinary
+completion prompt, so every engine serves it (both parse special-token text in a prompt as the special
+token: HF tokenizers match added tokens, llama.cpp's /completion tokenizes with parse_special).
+Auto-detection mirrors llama.cpp's FIM token names (src/llama-vocab.cpp, special_fim_pre_id and
+friends) and renders each family in the order it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import re
+import struct
+from collections.abc import Container
+from pathlib import Path
+
+# (prefix, suffix, middle) token texts, as llama.cpp looks for them; the order below is the search order.
+_PSM_FAMILIES = [
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, CodeGemma
+    ("<fim-prefix>", "<fim-suffix>", "<fim-middle>"),
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),  # StarCoder, SmolLM, Granite
+    ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),  # DeepSeek-Coder
+    ("<|code_prefix|>", "<|code_suffix|>", "<|code_middle|>"),  # GLM-4.5
+    ("<|prefix|>", "<|suffix|>", "<|middle|>"),  # Falcon-H1-Tiny-Coder
+    ("<PRE>", "<SUF>", "<MID>"),
+]
+# CodeLlama's tokens carry SentencePiece's space: " <PRE> {prefix} <SUF>{suffix} <MID>" as Meta trains it.
+_CODELLAMA = ("▁<PRE>", "▁<SUF>", "▁<MID>")
+_CODELLAMA_TEMPLATE = "▁<PRE> {prefix}▁<SUF>{suffix}▁<MID>"
+# Codestral/Mistral: suffix first, no middle token (mistral-common's FIM request). Not in llama.cpp's list.
+_MISTRAL = ("[SUFFIX]", "[PREFIX]")
+_MISTRAL_TEMPLATE = "[SUFFIX]{suffix}[PREFIX]{prefix}"
+
+FIM_TOKENS = frozenset([t for family in _PSM_FAMILIES for t in family] + list(_CODELLAMA) + list(_MISTRAL))
+_PLACEHOLDER = re.compile(r"\{(prefix|suffix)\}")
+
+
+def detect_fim_template(vocab: Container[str]) -> str | None:
+    """The FIM template a vocabulary's tokens imply; None when it has no complete FIM token set."""
+    if all(t in vocab for t in _CODELLAMA):
+        return _CODELLAMA_TEMPLATE
+    for prefix, suffix, middle in _PSM_FAMILIES:
+        if prefix in vocab and suffix in vocab and middle in vocab:
+            return f"{prefix}{{prefix}}{suffix}{{suffix}}{middle}"
+    if all(t in vocab for t in _MISTRAL):
+        return _MISTRAL_TEMPLATE
+    return None
+
+
+def render_fim(template: str, prefix: str, suffix: str) -> str:
+    """The template with its placeholders filled in one pass (braces in the code are left alone)."""
+    values = {"prefix": prefix, "suffix": suffix}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def read_fim_template(path: Path) -> str | None:
+    """The FIM template of a model's files (GGUF vocabulary or tokenizer.json); None if it has none."""
+    try:
+        if path.suffix.lower() == ".gguf":
+            return detect_fim_template(_gguf_fim_tokens(path))
+        return detect_fim_template(_tokenizer_json_tokens(path / "tokenizer.json"))
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def _tokenizer_json_tokens(path: Path) -> set[str]:
+    tokenizer = json.loads(path.read_text())
+    found = {t.get("content") for t in tokenizer.get("added_tokens", [])} & FIM_TOKENS
+    vocab = tokenizer.get("model", {}).get("vocab", {})
+    # BPE/WordPiece vocabularies are {text: id}; Unigram (SentencePiece) ones are [[text, score], ...].
+    pieces = vocab if isinstance(vocab, dict) else [item[0] for item in vocab]
+    return found | (FIM_TOKENS & set(pieces))
+
+
+_TOKENS_KEY = b"tokenizer.ggml.tokens"
+_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def _gguf_fim_tokens(path: Path) -> set[str]:
+    # Memory-mapped and compared by length first: a 150k-token vocabulary is walked in milliseconds.
+    wanted = {t.encode(): t for t in FIM_TOKENS}
+    lengths = {len(t) for t in wanted}
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        magic, _version, _tensors, count = struct.unpack_from("<4sIQQ", data, 0)
+        if magic != b"GGUF":
+            return set()
+        at = 24
+        for _ in range(count):
+            (key_length,) = struct.unpack_from("<Q", data, at)
+            key = data[at + 8 : at + 8 + key_length]
+            (kind,) = struct.unpack_from("<I", data, at + 8 + key_length)
+            at += 12 + key_length
+            if key == _TOKENS_KEY and kind == _ARRAY:
+                item_kind, items = struct.unpack_from("<IQ", data, at)
+                if item_kind != _STRING:
+                    return set()
+                found, at = set(), at + 12
+                for _ in range(items):
+                    (length,) = struct.unpack_from("<Q", data, at)
+                    if length in lengths and (text := data[at + 8 : at + 8 + length]) in wanted:
+                        found.add(wanted[text])
+                    at += 8 + length
+                return found
+            at = _skip(data, at, kind)
+    return set()
+
+
+def _skip(data: mmap.mmap, at: int, kind: int) -> int:
+    """The offset after one GGUF value of this kind starting at `at`."""
+    if kind == _STRING:
+        return at + 8 + struct.unpack_from("<Q", data, at)[0]
+    if kind == _ARRAY:
+        item_kind, items = struct.unpack_from("<IQ", data, at)
+        at += 12
+        if item_kind in _FIXED_SIZES:
+            return at + _FIXED_SIZES[item_kind] * items
+        for _ in range(items):
+            at = _skip(data, at, item_kind)
+        return at
+    return at + _FIXED_SIZES[kind]
