@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import httpx
 import msgspec
 
 from radis_mlx.config import LlamaCppSettings
-from radis_mlx.engines.base import EmbeddingResult, Engine, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.base import EmbeddingResult, EngineInfo, GenerationChunk, GenerationRequest
 from radis_mlx.engines.chat_template import template_messages, template_tools
+from radis_mlx.engines.child_engine import ChildEngine
 from radis_mlx.engines.llamacpp_protocol import (
     Models,
     chat_event,
@@ -34,9 +35,7 @@ from radis_mlx.engines.llamacpp_protocol import (
 )
 from radis_mlx.engines.logprobs import LogprobQueue
 from radis_mlx.engines.stops import StopBuffer
-from radis_mlx.engines.supervisor import ChildProcess
 from radis_mlx.errors import (
-    EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
 )
@@ -55,11 +54,10 @@ def find_llama_server(settings: LlamaCppSettings) -> str | None:
     return shutil.which("llama-server")
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(ChildEngine):
     """One GGUF model served by a llama.cpp child process."""
 
-    # Set by the pool: called when the child dies on its own, so the model is marked unloaded.
-    on_exit: Callable[[], None] | None = None
+    child_noun = "the llama.cpp process"
 
     def __init__(
         self,
@@ -77,8 +75,7 @@ class LlamaCppEngine(Engine):
         self.settings = settings
         self.embedding = embedding
         self.info = EngineInfo(name="llamacpp", context_length=context_length or 0)
-        self.child = ChildProcess(f"llama.cpp[{model_id}]", on_exit=self._child_exited)
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(f"llama.cpp[{model_id}]")
         self._vocab = 0
         self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
 
@@ -117,11 +114,6 @@ class LlamaCppEngine(Engine):
         self.info.context_length = min(configured, meta.n_ctx, meta.n_ctx_train)
         self.info.size_bytes = meta.size or self.path.stat().st_size
         self.info.details = {"format": "gguf", "pid": str(self.child.pid), "port": str(self.child.port)}
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        await self.child.stop()
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         if not self.embedding:
@@ -234,21 +226,3 @@ class LlamaCppEngine(Engine):
             raise child_error(response.status_code, response.content, param)
         reply: dict[str, Any] = response.json()
         return reply
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None or not self.child.alive:
-            raise self._unavailable(None)
-        return self._client
-
-    def _unavailable(self, exc: BaseException | None) -> EngineUnavailableError:
-        if not self.child.alive and self.on_exit is not None:
-            self.on_exit()  # the watcher may not have run yet; the pool must still hear of it
-        detail = f" ({type(exc).__name__})" if exc else ""
-        return EngineUnavailableError(
-            f"the llama.cpp process serving '{self.model_id}' stopped{detail}; "
-            "it restarts on the next request"
-        )
-
-    def _child_exited(self, code: int, stderr_tail: str) -> None:
-        if self.on_exit is not None:
-            self.on_exit()

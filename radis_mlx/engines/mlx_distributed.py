@@ -17,7 +17,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,9 @@ import httpx
 import msgspec
 
 from radis_mlx.config import DistributedSettings
-from radis_mlx.engines.base import Engine, EngineInfo, GenerationChunk, GenerationRequest
-from radis_mlx.engines.supervisor import ChildProcess
+from radis_mlx.engines.base import EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.child_engine import ChildEngine
 from radis_mlx.errors import (
-    EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
     RadisError,
@@ -99,11 +98,10 @@ def check_strategy(folder: Path, strategy: str, ranks: int) -> None:
         raise UnsupportedModelError(f"{layers} layers cannot be split across {ranks} ranks", param="model")
 
 
-class MlxDistributedEngine(Engine):
+class MlxDistributedEngine(ChildEngine):
     """An MLX model split across the ranks of one mlx.launch group."""
 
-    # Set by the pool: called when the group dies on its own, so the model is marked unloaded.
-    on_exit: Callable[[], None] | None = None
+    child_noun = "the distributed group"
 
     def __init__(
         self,
@@ -121,10 +119,9 @@ class MlxDistributedEngine(Engine):
         self.hostfile = (base_dir / settings.hosts).resolve() if settings.hosts else None
         self.cache_dir = cache_dir
         self.info = EngineInfo(name="mlx-distributed", context_length=context_length or 0)
-        self.child = ChildProcess(f"mlx.launch[{model_id}]", on_exit=self._group_exited, process_group=True)
+        super().__init__(f"mlx.launch[{model_id}]", process_group=True)
         self.hosts: list[str] = []
         self._folder = path
-        self._client: httpx.AsyncClient | None = None
         self._vocab = 0
 
     def launch_argv(self, port: int) -> list[str]:
@@ -163,11 +160,6 @@ class MlxDistributedEngine(Engine):
             "rank_pids": ",".join(map(str, info["rank_pids"])),
             "pid": str(self.child.pid),
         }
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        await self.child.stop()
 
     async def detokenize(self, tokens: list[int]) -> str:
         bad = next((t for t in tokens if not 0 <= t < self._vocab), None)
@@ -213,24 +205,6 @@ class MlxDistributedEngine(Engine):
         from radis_mlx.engines.gguf_to_mlx import convert_gguf
 
         return convert_gguf(self.path, self.cache_dir)
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None or not self.child.alive:
-            raise self._unavailable(None)
-        return self._client
-
-    def _unavailable(self, exc: BaseException | None) -> EngineUnavailableError:
-        if not self.child.alive and self.on_exit is not None:
-            self.on_exit()  # the watcher may not have run yet; the pool must still hear of it
-        detail = f" ({type(exc).__name__})" if exc else ""
-        return EngineUnavailableError(
-            f"the distributed group serving '{self.model_id}' stopped{detail}; "
-            "it restarts on the next request"
-        )
-
-    def _group_exited(self, code: int, stderr_tail: str) -> None:
-        if self.on_exit is not None:
-            self.on_exit()
 
 
 def _rank_error(fields: dict[str, Any]) -> RadisError:
