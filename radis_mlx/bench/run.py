@@ -45,8 +45,13 @@ class Row:
     prompt_tokens: int = 0
 
 
-async def measure(targets: list[Target], args: argparse.Namespace, tokens: int) -> dict[str, Row]:
-    """Every figure for every target, alternating targets within each round; medians over rounds."""
+async def measure(
+    targets: list[Target], args: argparse.Namespace, tokens: int, *, chat_turns: bool = True
+) -> dict[str, Row]:
+    """Every figure for every target, alternating targets within each round; medians over rounds.
+
+    `chat_turns=False` leaves out the two-turn chat (its ~600-token prompt takes minutes on slow targets).
+    """
     singles: dict[str, list[Stream]] = {t.name: [] for t in targets}
     multi: dict[str, dict[int, list[float]]] = {t.name: {n: [] for n in args.streams} for t in targets}
     errors = dict.fromkeys(singles, 0)
@@ -66,7 +71,7 @@ async def measure(targets: list[Target], args: argparse.Namespace, tokens: int) 
                     rate, failed = await aggregate(client, target, tokens, n)
                     multi[target.name][n].append(rate)
                     errors[target.name] += failed if n == max(args.streams) else 0
-            for target in targets:
+            for target in targets if chat_turns else []:
                 turns[target.name].append(
                     await two_turns(client, target, args.prefix_words, args.turn_tokens)
                 )
@@ -101,7 +106,7 @@ def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
     server = RunningServer(config, workdir, extra_args=("--log-level", "warning")).wait_ready()
     try:
         ours = Target("radis-mlx", f"{server.url}/chat/completions", {"model": "bench"})
-        asyncio.run(_load(ours))
+        asyncio.run(load_model(ours))
         pid, port = llama_child(server.process.pid)
         # The child gets the cache_prompt radis-mlx sends it (its default).
         child = Target("llama.cpp child", f"http://127.0.0.1:{port}/v1/chat/completions", {})
@@ -169,7 +174,8 @@ def raw_mlx(model_dir: Path, args: argparse.Namespace) -> Row:
     )
 
 
-async def _load(target: Target) -> None:
+async def load_model(target: Target) -> None:
+    """One one-token request, which loads the model behind the target; raise if it fails."""
     async with httpx.AsyncClient(timeout=600) as client:
         result = await stream(
             client, target, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
@@ -178,8 +184,14 @@ async def _load(target: Target) -> None:
         raise RuntimeError(f"{target.name} failed to answer: {result.error}")
 
 
-def report(engine: str, rows: list[Row], args: argparse.Namespace, tokens: int) -> bool:
-    """Print one engine's table and ratios; False when a radis-mlx stream failed at the top concurrency."""
+def report(
+    engine: str, rows: list[Row], args: argparse.Namespace, tokens: int, *, all_ours: bool = False
+) -> bool:
+    """Print one engine's table and ratios; False when a radis-mlx stream failed at the top concurrency.
+
+    The first row is radis-mlx, the others anchors; with `all_ours` every row is radis-mlx, and each
+    later row is compared with the first (the reference).
+    """
     top = max(args.streams)
     print(f"\n== {engine} engine: {args.model}, {tokens} tokens, {args.rounds} rounds (medians)")
     heads = ["decode tok/s", "TTFT ms", *(f"{n}-stream tok/s" for n in args.streams)]
@@ -189,25 +201,34 @@ def report(engine: str, rows: list[Row], args: argparse.Namespace, tokens: int) 
         cells = [row.decode, row.ttft, *(row.streams.get(n, 0.0) for n in args.streams)]
         cells += [row.cold, row.second, row.rss / MIB]
         print(f"{row.name:24}" + "".join(f"{c:17.1f}" if c else f"{'-':>17}" for c in cells))
-    ours = rows[0]
     for other in rows[1:]:
-        ratios = [_ratio(ours.decode, other.decode), _ratio(other.ttft, ours.ttft)]
-        ratios += [_ratio(ours.streams.get(n, 0), other.streams.get(n, 0)) for n in args.streams]
+        # A ratio row reads "ours / theirs"; with all_ours, "this row / the first".
+        ours, theirs = (other, rows[0]) if all_ours else (rows[0], other)
+        ratios = [_ratio(ours.decode, theirs.decode), _ratio(theirs.ttft, ours.ttft)]
+        ratios += [_ratio(ours.streams.get(n, 0), theirs.streams.get(n, 0)) for n in args.streams]
         ratios += [
-            _ratio(other.cold, ours.cold),
-            _ratio(other.second, ours.second),
-            _ratio(ours.rss, other.rss),
+            _ratio(theirs.cold, ours.cold),
+            _ratio(theirs.second, ours.second),
+            _ratio(ours.rss, theirs.rss),
         ]
-        label = f"ours / {other.name}"[:23]
+        label = (f"{other.name} / 1st" if all_ours else f"ours / {other.name}")[:23]
         print(f"{label:24}" + "".join(f"{r:17.3f}" if r else f"{'-':>17}" for r in ratios))
-    print("(ratios: ours / theirs for rates and RSS; theirs / ours for TTFT, so > 1 favours radis-mlx)")
+    if all_ours:
+        print(f"(ratios: row / {rows[0].name} for rates and RSS; inverse for TTFT, so > 1 favours the row)")
+    else:
+        print("(ratios: ours / theirs for rates and RSS; theirs / ours for TTFT, so > 1 favours radis-mlx)")
     for row in rows:
         if row.cold:
             second = _ratio(row.second, row.cold)
             print(f"2nd-turn / cold TTFT, {row.name}: {second:.3f} ({row.prompt_tokens}-token first prompt)")
     served = [row for row in rows if row.streams]
     print(f"errors at {top} streams: " + ", ".join(f"{row.name} {row.errors}" for row in served))
-    return rows[0].errors == 0  # radis-mlx's own; an anchor's failures are printed, not ours to fail on
+    # radis-mlx's own rows; an anchor's failures are printed, not ours to fail on
+    return all(row.errors == 0 for row in (rows if all_ours else rows[:1]))
+
+
+def _levels(text: str) -> list[int]:
+    return sorted({int(n) for n in str(text).split(",")})
 
 
 def _ratio(a: float, b: float) -> float:
@@ -217,12 +238,20 @@ def _ratio(a: float, b: float) -> float:
 def parser() -> argparse.ArgumentParser:
     """The benchmark's options (shared by scripts/bench.py and `radis-mlx bench`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engines", default="llamacpp,mlx", help="comma-separated: llamacpp, mlx")
+    p.add_argument(
+        "--engines",
+        default="llamacpp,mlx",
+        help="comma-separated: llamacpp, mlx, distributed (MLX: 1 process, pipeline 2 ranks, tensor 3)",
+    )
     p.add_argument("--model", default=STARTER_SOURCE, help="a GGUF source, as in models.toml")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tokens", type=int, default=128, help="completion tokens per request on llama.cpp")
     p.add_argument("--mlx-tokens", type=int, default=16, help="completion tokens per request on MLX")
     p.add_argument("--streams", default="1,4,8,16", help="comma-separated concurrency levels")
+    p.add_argument(
+        "--distributed-tokens", type=int, default=8, help="completion tokens per request, distributed"
+    )
+    p.add_argument("--distributed-streams", default="1,2", help="concurrency levels, distributed")
     p.add_argument(
         "--prefix-words", type=int, default=400, help="system-prompt words of the chat (~1.5 tok/word)"
     )
@@ -234,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables; exit status 1 if radis-mlx failed a stream at the top."""
     args = parser().parse_args(argv)
-    args.streams = sorted({int(n) for n in str(args.streams).split(",")})
+    args.streams = _levels(args.streams)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     ok = True
     with tempfile.TemporaryDirectory() as workdir:
@@ -245,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
                 ok &= report("llama.cpp", run_llamacpp(args, folder), args, args.tokens)
             elif engine == "mlx":
                 ok &= report("MLX", run_mlx(args, folder), args, args.mlx_tokens)
+            elif engine == "distributed":
+                from radis_mlx.bench.distributed import run_distributed  # it imports this module
+
+                sized = argparse.Namespace(**{**vars(args), "streams": _levels(args.distributed_streams)})
+                rows = run_distributed(sized, folder)
+                ok &= report("MLX distributed", rows, sized, args.distributed_tokens, all_ours=True)
             else:
-                raise SystemExit(f"unknown engine {engine!r}: llamacpp or mlx")
+                raise SystemExit(f"unknown engine {engine!r}: llamacpp, mlx or distributed")
     return 0 if ok else 1
