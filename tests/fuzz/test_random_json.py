@@ -33,13 +33,27 @@ FIELDS = [
     "seed",
     "top_p",
     "echo",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "instructions",
+    "max_output_tokens",
+    "previous_response_id",
+    "system",
 ]
 # Bodies shaped like requests, with random values in the fields that matter.
 REQUEST_LIKE = st.fixed_dictionaries(
     {"model": st.sampled_from(["fake", "nope", ""]) | JSON},
     optional={field: JSON for field in FIELDS},
 )
-ENDPOINTS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+ENDPOINTS = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,24 +62,28 @@ def client():
         yield test_client
 
 
-def check(response) -> None:
+def check(response, path: str = "/v1/") -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
-        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        body = response.json()
+        if path.startswith("/v1/messages"):  # the Anthropic routes answer in Anthropic's error shape
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+        else:
+            assert set(body["error"]) == {"message", "type", "param", "code"}, body
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=JSON | REQUEST_LIKE)
 def test_random_json_bodies(client, path, body):
-    check(client.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
+    check(client.post(path, content=json.dumps(body), headers={"content-type": "application/json"}), path)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 @given(raw=st.binary(max_size=200))
 def test_random_bytes(client, path, raw):
-    check(client.post(path, content=raw, headers={"content-type": "application/json"}))
+    check(client.post(path, content=raw, headers={"content-type": "application/json"}), path)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
