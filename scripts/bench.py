@@ -2,7 +2,7 @@
 
 The code is radis_mlx/bench (also `radis-mlx bench`); see its --help and docs/BENCHMARKS.md.
 
-Usage: .venv/bin/python scripts/bench.py [--engines llamacpp,mlx] [--rounds 3] [--tokens 128] ...
+Usage: .venv/bin/python scripts/bench.py [--engines llamacpp,mlx,distributed] [--rounds 3] [--tokens 128] ...
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 llama.cpp engine: radis-mlx (the proxy) against the llama.cpp child it supervises (the bare engine).
 MLX engine: radis-mlx against `mlx_lm.server` (the anchor) and `mlx_lm.stream_generate` (the raw engine).
-The targets are measured alternately, round by round, so they see the same machine state:
+The targets are measured alternately, round by round, so they see the same machine state.
+distributed: one radis-mlx server serving the model as one MLX process, pipeline over 2 ranks and
+tensor over 3, measured one at a time, each split against the one process (bench/distributed.py).
 
   decode tok/s        single stream: (completion_tokens - 1) / (last token - first token)
   TTFT                request sent → first content token (single stream, short prompt)

@@ -21,3 +21,25 @@ def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
     assert all(len(re.findall(r"\d+\.\d", line)) == 7 for line in rows.values()), out
     assert "errors at 2 streams: radis-mlx 0, llama.cpp child 0" in out
     assert re.search(r"ours / llama\.cpp child\s+\d", out)
+
+
+def test_bench_distributed_mode_reports_one_process_and_both_splits(smollm_gguf):
+    # The smallest run: 2 tokens, one round, one concurrency level (each split serves one request at a time).
+    args = ["--engines", "distributed", "--rounds", "1", "--distributed-tokens", "2"]
+    args += ["--distributed-streams", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "radis_mlx", "bench", *args], capture_output=True, text=True, timeout=600
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    names = ("one process", "pipeline, 2 ranks", "tensor, 3 ranks")
+    lines = [line for line in out.splitlines() if "/ 1st" not in line]  # not the ratio rows
+    rows = {name: line[len(name) :] for line in lines for name in names if line.startswith(name)}
+    assert set(rows) == set(names), out
+    for line in rows.values():
+        # decode, TTFT, 2-stream rate, RSS: measured and positive; the chat columns are left out ("-")
+        figures = [float(f) for f in re.findall(r"\d+\.\d+", line)]
+        assert len(figures) == 4 and all(f > 0 for f in figures), out
+        assert line.split().count("-") == 2, out
+    assert re.search(r"tensor, 3 ranks / 1st\s+\d+\.\d{3}", out), out
+    assert "errors at 2 streams: one process 0, pipeline, 2 ranks 0, tensor, 3 ranks 0" in out
