@@ -25,8 +25,10 @@ class ChildEngine(Engine):
     # What the 503 calls the child: "the llama.cpp process", "the distributed group".
     child_noun = "the child process"
 
-    def __init__(self, child_name: str, *, process_group: bool = False) -> None:
-        self.child = ChildProcess(child_name, on_exit=self._child_exited, process_group=process_group)
+    def __init__(self, child_name: str, *, process_group: bool = False, stdin_pipe: bool = False) -> None:
+        self.child = ChildProcess(
+            child_name, on_exit=self._child_exited, process_group=process_group, stdin_pipe=stdin_pipe
+        )
         self._client: httpx.AsyncClient | None = None
 
     async def close(self) -> None:

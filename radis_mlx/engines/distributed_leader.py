@@ -27,6 +27,7 @@ from radis_mlx.errors import (
 
 if TYPE_CHECKING:
     from radis_mlx.engines.distributed_worker import Job
+    from radis_mlx.engines.doorbell import Doorbell
 
 log = logging.getLogger("radis_mlx.distributed_worker")
 
@@ -40,7 +41,8 @@ def error_line(exc: BaseException) -> dict[str, Any]:
 class Leader:
     """Rank 0's model and tokenizer, running one job at a time on the main thread."""
 
-    def __init__(self, model: Any, tokenizer: Any, context_length: int) -> None:
+    def __init__(self, model: Any, tokenizer: Any, context_length: int, doorbell: Doorbell | None) -> None:
+        self.doorbell = doorbell
         self.model = model
         self.tokenizer = tokenizer
         self.context_length = context_length
@@ -119,6 +121,8 @@ class Leader:
 
         from radis_mlx.engines.distributed_worker import _GENERATE, control, share
 
+        if self.doorbell is not None:
+            self.doorbell.ring()
         mx.eval(share(mx.array([_GENERATE, len(prompt), max_tokens, 0]), leader=True))
         tokens = share(mx.array(prompt), leader=True)
         mx.eval(tokens)

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from radis_mlx.engines.base import GenerationRequest
+from radis_mlx.engines.doorbell import Bell, Doorbell, leader_address
 from radis_mlx.engines.llamacpp_worker import die_with_parent, watch_parent
 
 log = logging.getLogger("radis_mlx.distributed_worker")
@@ -110,12 +111,14 @@ class Rank:
     def leader(self) -> bool:
         return bool(self.group.rank() == 0)
 
-    def follow(self) -> None:
+    def follow(self, bell: Bell | None) -> None:
         """Followers: run the same steps as rank 0 for every request it broadcasts, forever."""
         import mlx.core as mx
         from mlx_lm.generate import generate_step
 
         while True:
+            if bell is not None and not bell.wait():
+                return  # rank 0 is gone
             header = share(mx.zeros(_HEADER, mx.int32), leader=False).tolist()
             op, length, max_tokens = header[0], header[1], header[2]
             if op != _GENERATE:
@@ -131,11 +134,11 @@ class Rank:
                 if control(False, leader=False):
                     break
 
-    def lead(self, jobs: queue.SimpleQueue[Job | None]) -> None:
+    def lead(self, jobs: queue.SimpleQueue[Job | None], doorbell: Doorbell | None) -> None:
         """Rank 0: run each job's generation in step with the followers."""
         from radis_mlx.engines.distributed_leader import Leader
 
-        leader = Leader(self.model, self.tokenizer, self.context_length)
+        leader = Leader(self.model, self.tokenizer, self.context_length, doorbell)
         while (job := jobs.get()) is not None:
             leader.run(job)
 
@@ -245,6 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True, help="rank 0's loopback HTTP port")
     parser.add_argument("--context-length", type=int, default=0)
     parser.add_argument("--server-pid", type=int, default=0, help="rank 0 exits when this process is gone")
+    parser.add_argument("--doorbell-port", type=int, default=0, help="rank 0's port that wakes followers")
     return parser.parse_args(argv)
 
 
@@ -255,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     from radis_mlx.engines.mlx_llm import _keep_leading_space, _trained_context
 
     args = parse_args(argv)
+    # Close the stdin pipe from mlx.launch (mlx_distributed.py says why): /dev/null in its place.
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     rank_name = os.environ.get("MLX_RANK", "?")
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank_name}: %(message)s")
     # Our parent is mlx.launch (or the ssh session running us); when it goes, so do we.
@@ -263,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("MLX_RANK") == "0" and args.server_pid:
         watch_server(args.server_pid)
     group = mx.distributed.init(backend=args.backend, strict=True)
+    # Without the ring's hostfile (one rank, other backends) followers wait inside the collective.
+    host = leader_address() if args.doorbell_port and group.size() > 1 else None
+    doorbell = Doorbell(host, args.doorbell_port, group.size() - 1) if host and group.rank() == 0 else None
     folder = Path(args.model)
     model, tokenizer = load_shard(folder, args.strategy, group)
     _keep_leading_space(tokenizer)
@@ -272,11 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     measure(rank)
     log.info("rank %d of %d loaded (%s)", group.rank(), group.size(), args.strategy)
     if not rank.leader:
-        rank.follow()
+        rank.follow(Bell(host, args.doorbell_port, group.rank(), timeout=60) if host else None)
         return
+    if doorbell is not None:
+        doorbell.wait_for_followers(timeout=60)
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
     serve_control(rank, args.port, jobs)
-    rank.lead(jobs)
+    rank.lead(jobs, doorbell)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import msgspec
 from radis_mlx.config import DistributedSettings
 from radis_mlx.engines.base import EngineInfo, GenerationChunk, GenerationRequest
 from radis_mlx.engines.child_engine import ChildEngine
+from radis_mlx.engines.supervisor import free_port
 from radis_mlx.errors import (
     InvalidRequestError,
     ModelLoadError,
@@ -119,7 +120,7 @@ class MlxDistributedEngine(ChildEngine):
         self.hostfile = (base_dir / settings.hosts).resolve() if settings.hosts else None
         self.cache_dir = cache_dir
         self.info = EngineInfo(name="mlx-distributed", context_length=context_length or 0)
-        super().__init__(f"mlx.launch[{model_id}]", process_group=True)
+        super().__init__(f"mlx.launch[{model_id}]", process_group=True, stdin_pipe=True)
         self.hosts: list[str] = []
         self._folder = path
         self._vocab = 0
@@ -134,6 +135,7 @@ class MlxDistributedEngine(ChildEngine):
         argv += ["--model", str(self._folder), "--strategy", s.strategy, "--backend", s.backend]
         argv += ["--port", str(port)]
         argv += ["--context-length", str(self.info.context_length), "--server-pid", str(os.getpid())]
+        argv += ["--doorbell-port", str(free_port())]  # on rank 0, which runs on this machine
         return argv
 
     async def start(self) -> None:
@@ -148,6 +150,11 @@ class MlxDistributedEngine(ChildEngine):
             await self.close()
             raise ModelLoadError(f"rank 0 of {self.model_id} did not describe the group: {exc}") from exc
         self._vocab = int(info["vocab"])
+        # mlx.launch forwards its stdin to every rank and polls each rank's stdin pipe, which is always
+        # writable: a core busy while the model idles. The ranks have closed theirs by now, so one byte
+        # makes each forwarding write fail and mlx.launch stops polling that pipe (and with a pipe for
+        # its own stdin, not /dev/null, its main loop waits instead of reading EOF forever).
+        self.child.write_stdin(b"\n")
         self.info.context_length = int(info["context_length"])
         self.info.size_bytes = sum(info["rank_weight_bytes"])
         self.info.details = {

@@ -38,13 +38,20 @@ class ChildProcess:
     """One supervised child serving HTTP on 127.0.0.1:port."""
 
     def __init__(
-        self, name: str, on_exit: Callable[[int, str], None] | None = None, *, process_group: bool = False
+        self,
+        name: str,
+        on_exit: Callable[[int, str], None] | None = None,
+        *,
+        process_group: bool = False,
+        stdin_pipe: bool = False,
     ) -> None:
         self.name = name
         self.on_exit = on_exit
         # A child that starts children of its own (mlx.launch and its ranks) gets its own process group,
         # and every signal goes to the whole group, so none of them outlives the engine.
         self.process_group = process_group
+        # A pipe we hold open instead of /dev/null (always readable: a child polling its stdin would spin).
+        self.stdin_pipe = stdin_pipe
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
@@ -86,7 +93,7 @@ class ChildProcess:
         self._stderr.clear()
         self.process = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if self.stdin_pipe else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=self.process_group,
@@ -143,6 +150,11 @@ class ChildProcess:
         )
         if self.on_exit is not None:
             self.on_exit(code, self.stderr_tail())
+
+    def write_stdin(self, data: bytes) -> None:
+        """Send bytes down the child's stdin pipe (see stdin_pipe)."""
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.write(data)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Terminate, wait up to `grace` seconds, then kill; idempotent."""

@@ -178,6 +178,24 @@ def test_models_and_management_api_show_the_group(running, client):
     assert mine["details"]["rank_pids"] == details["rank_pids"]
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_group_uses_no_cpu(client):
+    """Between requests the followers wait on rank 0's doorbell, not in a polling collective, and
+    mlx.launch waits on its pipes (each used to keep about a core busy)."""
+    completion(client, PIPELINE, max_tokens=1)
+    launcher, ranks = group_pids(client, PIPELINE)
+    time.sleep(0.5)
+    before = {pid: cpu_seconds(pid) for pid in [launcher, *ranks]}
+    time.sleep(3)
+    used = {pid: cpu_seconds(pid) - spent for pid, spent in before.items()}
+    assert sum(used.values()) < 0.3, used  # CPU seconds in 3 s, all processes of the group together
+    assert completion(client, PIPELINE, max_tokens=2)[2] == 2  # the rung followers still follow
+
+
 def kill_follower_then_recover(client: OpenAI, during) -> openai.APIError:
     """Kill rank 1 while `during` has a request under way; the error it raised; then check recovery."""
     completion(client, PIPELINE, max_tokens=1)
