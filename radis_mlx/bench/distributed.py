@@ -6,8 +6,9 @@ against the single-process row. The two-turn chat is left out: its ~600-token pr
 on the ranks of a 2-core machine.
 
 Unlike the other modes the targets are measured one after the other, each alone in the server (idle
-groups used to keep cores busy; docs/DISTRIBUTED.md, Limits). So each row's peak RSS is the whole server tree while that model is
-the only one loaded (server, launcher, every rank): what serving it costs. The splits go first, so
+groups used to keep cores busy; docs/DISTRIBUTED.md, Limits). So each row's peak RSS is the whole
+server tree while that model is the only one loaded (server, launcher, every rank): what serving it
+costs. The splits go first, so
 the server process never holds a model it has unloaded.
 """
 
