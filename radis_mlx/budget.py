@@ -14,7 +14,9 @@ import platform
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from radis_mlx.gguf_header import gguf_metadata
 
 GIB = 1024**3
 # Off Apple Silicon the budget is this share of RAM; the rest is left to the OS and other programs.
@@ -152,50 +154,3 @@ def _config_json(folder: Path) -> dict[str, Any]:
         return {}
     text = config.get("text_config")  # multimodal configs nest the language model's shape
     return {**config, **text} if isinstance(text, dict) else config
-
-
-# GGUF value types: 0-7 and 10-12 are fixed-size scalars, 8 a string, 9 an array.
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-
-def gguf_metadata(path: Path) -> dict[str, Any]:
-    """The key/value header of a GGUF file (arrays skipped), read without loading tensors."""
-    return _gguf_metadata(path, path.stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=256)
-def _gguf_metadata(path: Path, mtime: int) -> dict[str, Any]:
-    with path.open("rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path.name} is not a GGUF file")
-        _version, _tensors, count = struct.unpack("<IQQ", f.read(20))
-        meta: dict[str, Any] = {}
-        for _ in range(count):
-            key = _string(f)
-            kind = struct.unpack("<I", f.read(4))[0]
-            value = _value(f, kind)
-            if value is not None:
-                meta[key] = value
-        return meta
-
-
-def _string(f: BinaryIO) -> str:
-    (length,) = struct.unpack("<Q", f.read(8))
-    return f.read(length).decode("utf-8", errors="replace")
-
-
-def _value(f: BinaryIO, kind: int) -> Any:
-    if kind in _SCALARS:
-        fmt = "<" + _SCALARS[kind]
-        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
-    if kind == 8:
-        return _string(f)
-    if kind != 9:
-        raise ValueError(f"unknown GGUF value type {kind}")
-    item, length = struct.unpack("<IQ", f.read(12))
-    if item in _SCALARS:
-        f.seek(struct.calcsize("<" + _SCALARS[item]) * length, os.SEEK_CUR)
-    else:
-        for _ in range(length):
-            _value(f, item)
-    return None  # arrays (the vocabulary ...) are not needed for an estimate

@@ -10,25 +10,21 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from jinja2 import TemplateError
 
 from radis_mlx.engines.base import ChatMessage, GenerationRequest, ToolDefinition
 from radis_mlx.errors import InvalidRequestError
-
-_GGUF_KEY = b"tokenizer.chat_template"
-# GGUF value types: fixed sizes by type id; 8 is a string, 9 an array.
-_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
+from radis_mlx.gguf_header import gguf_metadata
 
 
 def read_chat_template(path: Path) -> str | None:
     """The chat template shipped with a model (GGUF metadata, or an MLX folder's files); None if none."""
     try:
         if path.suffix.lower() == ".gguf":
-            with path.open("rb") as file:
-                return _gguf_chat_template(file)
+            template = gguf_metadata(path).get("tokenizer.chat_template")
+            return template if isinstance(template, str) else None
         if (path / "chat_template.jinja").is_file():
             return (path / "chat_template.jinja").read_text()
         config = json.loads((path / "tokenizer_config.json").read_text())
@@ -39,40 +35,6 @@ def read_chat_template(path: Path) -> str | None:
         named = {t.get("name"): t.get("template") for t in template}
         template = named.get("tool_use", named.get("default"))
     return template if isinstance(template, str) else None
-
-
-def _gguf_chat_template(file: BinaryIO) -> str | None:
-    # gguf.GGUFReader parses every tensor and vocabulary entry (seconds); this reads up to one key.
-    magic, _version, _tensors, count = struct.unpack("<4sIQQ", file.read(24))
-    if magic != b"GGUF":
-        return None
-    for _ in range(count):
-        key = _read_string(file)
-        (kind,) = struct.unpack("<I", file.read(4))
-        if key == _GGUF_KEY and kind == _STRING:
-            return _read_string(file).decode(errors="replace")
-        _skip_value(file, kind)
-    return None
-
-
-def _read_string(file: BinaryIO) -> bytes:
-    (length,) = struct.unpack("<Q", file.read(8))
-    return file.read(length)
-
-
-def _skip_value(file: BinaryIO, kind: int) -> None:
-    if kind == _STRING:
-        (length,) = struct.unpack("<Q", file.read(8))
-        file.seek(length, 1)
-    elif kind == _ARRAY:
-        item_kind, count = struct.unpack("<IQ", file.read(12))
-        if item_kind in _FIXED_SIZES:
-            file.seek(_FIXED_SIZES[item_kind] * count, 1)
-        else:
-            for _ in range(count):
-                _skip_value(file, item_kind)
-    else:
-        file.seek(_FIXED_SIZES[kind], 1)
 
 
 def template_messages(messages: list[ChatMessage], *, object_arguments: bool) -> list[dict[str, Any]]:

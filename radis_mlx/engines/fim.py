@@ -10,11 +10,12 @@ friends) and renders each family in the order it was trained on.
 from __future__ import annotations
 
 import json
-import mmap
 import re
 import struct
 from collections.abc import Container
 from pathlib import Path
+
+from radis_mlx.gguf_header import gguf_metadata
 
 # (prefix, suffix, middle) token texts, as llama.cpp looks for them; the order below is the search order.
 _PSM_FAMILIES = [
@@ -34,6 +35,7 @@ _MISTRAL = ("[SUFFIX]", "[PREFIX]")
 _MISTRAL_TEMPLATE = "[SUFFIX]{suffix}[PREFIX]{prefix}"
 
 FIM_TOKENS = frozenset([t for family in _PSM_FAMILIES for t in family] + list(_CODELLAMA) + list(_MISTRAL))
+_TOKENS_KEY = "tokenizer.ggml.tokens"
 _PLACEHOLDER = re.compile(r"\{(prefix|suffix)\}")
 
 
@@ -59,7 +61,8 @@ def read_fim_template(path: Path) -> str | None:
     """The FIM template of a model's files (GGUF vocabulary or tokenizer.json); None if it has none."""
     try:
         if path.suffix.lower() == ".gguf":
-            return detect_fim_template(_gguf_fim_tokens(path))
+            vocabulary = gguf_metadata(path, arrays=[_TOKENS_KEY]).get(_TOKENS_KEY, [])
+            return detect_fim_template(FIM_TOKENS & set(vocabulary))
         return detect_fim_template(_tokenizer_json_tokens(path / "tokenizer.json"))
     except (OSError, ValueError, struct.error):
         return None
@@ -72,52 +75,3 @@ def _tokenizer_json_tokens(path: Path) -> set[str]:
     # BPE/WordPiece vocabularies are {text: id}; Unigram (SentencePiece) ones are [[text, score], ...].
     pieces = vocab if isinstance(vocab, dict) else [item[0] for item in vocab]
     return found | (FIM_TOKENS & set(pieces))
-
-
-_TOKENS_KEY = b"tokenizer.ggml.tokens"
-_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
-
-
-def _gguf_fim_tokens(path: Path) -> set[str]:
-    # Memory-mapped and compared by length first: a 150k-token vocabulary is walked in milliseconds.
-    wanted = {t.encode(): t for t in FIM_TOKENS}
-    lengths = {len(t) for t in wanted}
-    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        magic, _version, _tensors, count = struct.unpack_from("<4sIQQ", data, 0)
-        if magic != b"GGUF":
-            return set()
-        at = 24
-        for _ in range(count):
-            (key_length,) = struct.unpack_from("<Q", data, at)
-            key = data[at + 8 : at + 8 + key_length]
-            (kind,) = struct.unpack_from("<I", data, at + 8 + key_length)
-            at += 12 + key_length
-            if key == _TOKENS_KEY and kind == _ARRAY:
-                item_kind, items = struct.unpack_from("<IQ", data, at)
-                if item_kind != _STRING:
-                    return set()
-                found, at = set(), at + 12
-                for _ in range(items):
-                    (length,) = struct.unpack_from("<Q", data, at)
-                    if length in lengths and (text := data[at + 8 : at + 8 + length]) in wanted:
-                        found.add(wanted[text])
-                    at += 8 + length
-                return found
-            at = _skip(data, at, kind)
-    return set()
-
-
-def _skip(data: mmap.mmap, at: int, kind: int) -> int:
-    """The offset after one GGUF value of this kind starting at `at`."""
-    if kind == _STRING:
-        return at + 8 + struct.unpack_from("<Q", data, at)[0]
-    if kind == _ARRAY:
-        item_kind, items = struct.unpack_from("<IQ", data, at)
-        at += 12
-        if item_kind in _FIXED_SIZES:
-            return at + _FIXED_SIZES[item_kind] * items
-        for _ in range(items):
-            at = _skip(data, at, item_kind)
-        return at
-    return at + _FIXED_SIZES[kind]
