@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -106,6 +107,20 @@ async def collect_all(generate: Generate, generations: list[GenerationRequest]) 
     return results  # type: ignore[return-value]
 
 
+if sys.version_info >= (3, 11):
+
+    async def _next_before(stream: AsyncIterator[GenerationChunk], deadline: float) -> GenerationChunk:
+        # A timer on this task, where wait_for would start a task per chunk (per token, when streaming).
+        async with asyncio.timeout_at(deadline):
+            return await anext(stream)
+
+else:
+
+    async def _next_before(stream: AsyncIterator[GenerationChunk], deadline: float) -> GenerationChunk:
+        remaining = deadline - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(anext(stream), max(remaining, 0))
+
+
 def generate_until(engine: Engine, timeout: float) -> Generate:
     """engine.generate, bounded by one deadline for the whole HTTP request."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -114,9 +129,8 @@ def generate_until(engine: Engine, timeout: float) -> Generate:
         stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
         try:
             while True:
-                remaining = deadline - asyncio.get_running_loop().time()
                 try:
-                    chunk = await asyncio.wait_for(anext(stream), max(remaining, 0))
+                    chunk = await _next_before(stream, deadline)
                 except StopAsyncIteration:
                     return
                 except asyncio.TimeoutError:
