@@ -18,14 +18,14 @@ def test_readme_quickstart_answers_paris(tmp_path, smollm_gguf):
     """The README's first command serves models.toml; the README's Python snippet gets Paris."""
     server = RunningServer((REPO / "models.toml").read_text(), tmp_path).wait_ready()
     try:
-        client = OpenAI(base_url=server.url, api_key="anything", max_retries=0)
-        assert "smollm2-135m-instruct" in [m.id for m in client.models.list().data]
-        reply = client.chat.completions.create(
-            model="smollm2-135m-instruct",
-            temperature=0,
-            max_tokens=12,
-            messages=[{"role": "user", "content": "Which city is the capital of France?"}],
-        )
+        with OpenAI(base_url=server.url, api_key="anything", max_retries=0) as client:
+            assert "smollm2-135m-instruct" in [m.id for m in client.models.list().data]
+            reply = client.chat.completions.create(
+                model="smollm2-135m-instruct",
+                temperature=0,
+                max_tokens=12,
+                messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+            )
         assert "Paris" in reply.choices[0].message.content
     finally:
         assert server.stop() == 0, server.log_tail()
@@ -71,17 +71,17 @@ def test_missing_config_is_a_usage_error(tmp_path):
 def test_sigterm_finishes_in_flight_streams_then_exits_0(tmp_path, smollm_gguf):
     config = f'[models.m]\nsource = "{smollm_gguf}"\nengine = "mlx"\ncontext_length = 2048\n'
     server = RunningServer(config, tmp_path).wait_ready()
-    client = OpenAI(base_url=server.url, api_key="x", max_retries=0)
-    stream = client.chat.completions.create(
-        model="m",
-        messages=[{"role": "user", "content": "Count from one to twenty."}],
-        max_tokens=20,
-        temperature=0,
-        stream=True,
-    )
-    chunks = [next(stream)]
-    server.process.send_signal(signal.SIGTERM)
-    chunks += list(stream)
+    with OpenAI(base_url=server.url, api_key="x", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Count from one to twenty."}],
+            max_tokens=20,
+            temperature=0,
+            stream=True,
+        )
+        chunks = [next(stream)]
+        server.process.send_signal(signal.SIGTERM)
+        chunks += list(stream)
     assert chunks[-1].choices[0].finish_reason in ("length", "stop")
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 5
     assert server.process.wait(30) == 0

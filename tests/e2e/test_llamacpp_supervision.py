@@ -79,8 +79,13 @@ def state_becomes(client: OpenAI, state: str, within: float) -> bool:
     return True
 
 
-def test_child_killed_mid_stream_gives_a_clean_error_then_recovers(running):
-    client = OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=60)
+@pytest.fixture
+def client(running):
+    with OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=60) as client:
+        yield client
+
+
+def test_child_killed_mid_stream_gives_a_clean_error_then_recovers(running, client):
     child = loaded_child(running, client)
     stream = client.chat.completions.create(model=MODEL, messages=LONG, max_tokens=1500, stream=True)
     received = [next(stream) for _ in range(5)]
@@ -102,8 +107,7 @@ def test_child_killed_mid_stream_gives_a_clean_error_then_recovers(running):
     assert len(restarted) == 1 and restarted[0] != child
 
 
-def test_in_flight_request_gets_503_within_a_second(running):
-    client = OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=60)
+def test_in_flight_request_gets_503_within_a_second(running, client):
     child = loaded_child(running, client)
     outcome: dict[str, object] = {}
 
@@ -125,8 +129,7 @@ def test_in_flight_request_gets_503_within_a_second(running):
     assert outcome["at"] - killed < 1.0  # type: ignore[operator]
 
 
-def test_repeated_crashes_back_off(running):
-    client = OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=60)
+def test_repeated_crashes_back_off(running, client):
     os.kill(loaded_child(running, client), signal.SIGKILL)
     time.sleep(0.2)
     os.kill(loaded_child(running, client), signal.SIGKILL)  # first crash: restarted at once
@@ -143,7 +146,8 @@ def test_no_child_outlives_the_server(tmp_path, smollm_gguf, sig):
     server = RunningServer(CONFIG, tmp_path)
     try:
         server.wait_ready()
-        child = loaded_child(server, OpenAI(base_url=server.url, api_key="x", max_retries=0))
+        with OpenAI(base_url=server.url, api_key="x", max_retries=0) as client:
+            child = loaded_child(server, client)
         server.process.send_signal(sig)
         server.process.wait(30)
         # SIGTERM: the server stops its children; SIGKILL: the kernel's parent-death signal does.

@@ -26,14 +26,17 @@ def locked(tmp_path_factory, smollm_gguf):
 
 
 def test_sdk_with_a_key_works_and_without_is_401(locked):
-    good = OpenAI(base_url=locked.url, api_key="key-three", max_retries=0)
-    reply = good.chat.completions.create(
-        model="smollm2-mlx", messages=[{"role": "user", "content": "hi"}], max_tokens=1
-    )
+    with OpenAI(base_url=locked.url, api_key="key-three", max_retries=0) as good:
+        reply = good.chat.completions.create(
+            model="smollm2-mlx", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
     assert reply.choices[0].message.content is not None
     for key in ("wrong", "key-on", "key-one-and-more"):
-        with pytest.raises(openai.AuthenticationError) as info:
-            OpenAI(base_url=locked.url, api_key=key, max_retries=0).models.list()
+        with (
+            OpenAI(base_url=locked.url, api_key=key, max_retries=0) as bad,
+            pytest.raises(openai.AuthenticationError) as info,
+        ):
+            bad.models.list()
         assert info.value.response.json()["error"]["type"] == "authentication_error"
 
 
