@@ -61,6 +61,15 @@ class InvalidRequestError(RadisError):
 class ContextLengthExceeded(InvalidRequestError):
     code = "context_length_exceeded"
 
+    @classmethod
+    def of(cls, context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
+        """OpenAI's wording: the window, then what the request asked for, split by part."""
+        return cls(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
+            param=param,
+        )
+
 
 class RequestTimeoutError(RadisError):
     status_code = 408

@@ -11,7 +11,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from radis_mlx.errors import InvalidRequestError
+from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError
+
+
+def completion_room(context_length: int, prompt_tokens: int, max_tokens: int | None, param: str) -> int:
+    """The completion's token budget: max_tokens, or all the room the prompt leaves in the context.
+
+    An empty prompt, or one that leaves no room for max_tokens, is a request error (every engine's).
+    """
+    if prompt_tokens == 0:
+        raise InvalidRequestError("the prompt is empty", param="prompt")
+    room = context_length - prompt_tokens
+    wanted = room if max_tokens is None else max_tokens
+    if room <= 0 or wanted > room:
+        raise ContextLengthExceeded.of(context_length, prompt_tokens, wanted, param)
+    return wanted
 
 
 @dataclass

@@ -12,13 +12,12 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from radis_mlx.engines.base import GenerationChunk
+from radis_mlx.engines.base import GenerationChunk, completion_room
 from radis_mlx.engines.chat_template import render_tokens
 from radis_mlx.engines.grammar import GrammarMask, schema_grammar
 from radis_mlx.engines.sampling import GuardedProcessors, sampling
 from radis_mlx.engines.stops import StopBuffer
 from radis_mlx.errors import (
-    ContextLengthExceeded,
     EngineError,
     EngineUnavailableError,
     InvalidRequestError,
@@ -89,19 +88,11 @@ class Leader:
         else:
             prompt = list(request.prompt or [])
             self._check_token_ids(prompt, "prompt")
-        if not prompt:
-            raise InvalidRequestError("the prompt is empty", param="prompt")
-        room = self.context_length - len(prompt)
-        max_tokens = request.max_tokens if request.max_tokens is not None else room
-        if max_tokens < 1:  # mlx-lm would raise only after the group has started the request
+        if request.max_tokens is not None and request.max_tokens < 1:
+            # mlx-lm would raise only after the group has started the request
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
-        if room <= 0 or max_tokens > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.context_length} tokens. "
-                f"However, you requested {len(prompt) + max_tokens} tokens "
-                f"({len(prompt)} in the messages, {max_tokens} in the completion).",
-                param="messages" if request.messages is not None else "prompt",
-            )
+        param = "messages" if request.messages is not None else "prompt"
+        max_tokens = completion_room(self.context_length, len(prompt), request.max_tokens, param)
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
         return prompt, max_tokens
 

@@ -20,7 +20,13 @@ import httpx
 import msgspec
 
 from radis_mlx.config import LlamaCppSettings
-from radis_mlx.engines.base import EmbeddingResult, EngineInfo, GenerationChunk, GenerationRequest
+from radis_mlx.engines.base import (
+    EmbeddingResult,
+    EngineInfo,
+    GenerationChunk,
+    GenerationRequest,
+    completion_room,
+)
 from radis_mlx.engines.chat_template import template_messages, template_tools
 from radis_mlx.engines.child_engine import ChildEngine
 from radis_mlx.engines.llamacpp_protocol import (
@@ -29,7 +35,6 @@ from radis_mlx.engines.llamacpp_protocol import (
     child_error,
     completion_event,
     constraint_body,
-    context_error,
     sampling_body,
     sse_lines,
 )
@@ -174,7 +179,8 @@ class LlamaCppEngine(ChildEngine):
                     event = parse(line[6:])
                     if not checked and event.prompt_total is not None:
                         # The first event names the prompt's length before any of it is evaluated.
-                        self._check_room(event.prompt_total, request.max_tokens, param)
+                        context = self.info.context_length
+                        completion_room(context, event.prompt_total, request.max_tokens, param)
                         checked = True
                     text = stops.feed(event.text)
                     finish = event.finish or finish
@@ -201,14 +207,6 @@ class LlamaCppEngine(ChildEngine):
         body = {"messages": template_messages(request.messages or [], object_arguments=False)}
         body["tools"] = template_tools(request.tools or [])
         return str((await self._post("/apply-template", body, "messages"))["prompt"])
-
-    def _check_room(self, prompt_tokens: int, max_tokens: int | None, param: str) -> None:
-        if prompt_tokens == 0:
-            raise InvalidRequestError("the prompt is empty", param="prompt")
-        room = self.info.context_length - prompt_tokens
-        wanted = room if max_tokens is None else max_tokens
-        if room <= 0 or wanted > room:
-            raise context_error(self.info.context_length, prompt_tokens, wanted, param)
 
     def _check_token_ids(self, tokens: list[int], param: str) -> None:
         bad = next((t for t in tokens if not 0 <= t < self._vocab), None)

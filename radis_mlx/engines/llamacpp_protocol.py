@@ -226,14 +226,6 @@ def sampling_body(params: SamplingParams) -> dict[str, Any]:
     }
 
 
-def context_error(context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
-    return ContextLengthExceeded(
-        f"This model's maximum context length is {context} tokens. However, you requested "
-        f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
-        param=param,
-    )
-
-
 def child_error(status: int, content: bytes, param: str) -> RadisError:
     """llama.cpp's error body as one of ours."""
     try:
@@ -241,7 +233,7 @@ def child_error(status: int, content: bytes, param: str) -> RadisError:
     except msgspec.DecodeError:
         error = _ErrorBody(message=content.decode(errors="replace")[:500])
     if error.type == "exceed_context_size_error":
-        return context_error(error.n_ctx, error.n_prompt_tokens, 0, param)
+        return ContextLengthExceeded.of(error.n_ctx, error.n_prompt_tokens, 0, param)
     if "invalid token" in error.message.lower():
         return InvalidRequestError(error.message, param="prompt")
     if "json schema" in error.message.lower():

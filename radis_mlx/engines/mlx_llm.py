@@ -15,6 +15,7 @@ from radis_mlx.engines.base import (
     GenerationChunk,
     GenerationRequest,
     TokenLogprob,
+    completion_room,
 )
 from radis_mlx.engines.batching import BatchScheduler, Job
 from radis_mlx.engines.chat_template import render_tokens
@@ -130,17 +131,8 @@ class MlxLlmEngine(WorkerEngine):
         if self._scheduler is None:
             raise EngineUnavailableError("the model is not loaded")
         prompt = self._prompt_tokens(request)
-        if not prompt:
-            raise InvalidRequestError("the prompt is empty", param="prompt")
-        room = self.info.context_length - len(prompt)
-        max_tokens = request.max_tokens if request.max_tokens is not None else room
-        if room <= 0 or max_tokens > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.info.context_length} tokens. "
-                f"However, you requested {len(prompt) + max_tokens} tokens "
-                f"({len(prompt)} in the messages, {max_tokens} in the completion).",
-                param="messages" if request.messages is not None else "prompt",
-            )
+        param = "messages" if request.messages is not None else "prompt"
+        max_tokens = completion_room(self.info.context_length, len(prompt), request.max_tokens, param)
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
         sampler, processors = _sampling(request.sampling)
         if request.json_schema is not None:
