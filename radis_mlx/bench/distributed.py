@@ -15,14 +15,13 @@ the server process never holds a model it has unloaded.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 import httpx
 
 from radis_mlx.bench.measure import Target
-from radis_mlx.bench.run import Row, measure
-from radis_mlx.bench.servers import PeakRss, RunningServer
+from radis_mlx.bench.run import Row, measure_with_rss
+from radis_mlx.bench.servers import RunningServer
 
 SINGLE = ("one process", "bench-mlx")
 # (row name, model id, models.toml `distributed` table)
@@ -51,11 +50,9 @@ def run_distributed(args: argparse.Namespace, workdir: Path) -> list[Row]:
         server.wait_ready()
         for name, model_id in [*((name, model_id) for name, model_id, _ in SPLITS), SINGLE]:
             target = Target(name, f"{server.url}/chat/completions", {"model": model_id})
-            memory = PeakRss({name: server.process.pid})
-            memory.start()
             # measure() loads the model with its warm-up request
-            rows[name] = asyncio.run(measure([target], args, args.distributed_tokens, chat_turns=False))[name]
-            rows[name].rss = memory.stop()[name]
+            tokens, pids = args.distributed_tokens, {name: server.process.pid}
+            rows[name] = measure_with_rss([target], pids, args, tokens, chat_turns=False)[name]
             unload = {"model": model_id}
             httpx.post(f"{server.base}/api/v0/models/unload", json=unload, timeout=60).raise_for_status()
     finally:

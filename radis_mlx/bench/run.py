@@ -98,6 +98,21 @@ async def measure(
     return rows
 
 
+def measure_with_rss(
+    targets: list[Target], pids: dict[str, int], args: argparse.Namespace, tokens: int, **options: bool
+) -> dict[str, Row]:
+    """measure(), sampling each target's peak RSS meanwhile (pids: target name → its process tree's root)."""
+    memory = PeakRss(pids)
+    memory.start()
+    try:
+        rows = asyncio.run(measure(targets, args, tokens, **options))
+    finally:
+        peaks = memory.stop()
+    for name, peak in peaks.items():
+        rows[name].rss = peak
+    return rows
+
+
 def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
     """radis-mlx on the llama.cpp engine against the child it started."""
     threads = f"threads = {args.threads}\n" if args.threads else ""
@@ -113,11 +128,8 @@ def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
         # The child gets the cache_prompt radis-mlx sends it (its default).
         child = Target("llama.cpp child", f"http://127.0.0.1:{port}/v1/chat/completions", {})
         child.extra["cache_prompt"] = LlamaCppSettings().cache_prompt
-        memory = PeakRss({ours.name: server.process.pid, child.name: pid})
-        memory.start()
-        rows = asyncio.run(measure([ours, child], args, args.tokens))
-        for name, peak in memory.stop().items():
-            rows[name].rss = peak
+        pids = {ours.name: server.process.pid, child.name: pid}
+        rows = measure_with_rss([ours, child], pids, args, args.tokens)
     finally:
         server.stop()
     return [rows[ours.name], rows[child.name]]
@@ -139,11 +151,8 @@ def run_mlx(args: argparse.Namespace, workdir: Path) -> list[Row]:
         anchor.wait_ready()
         ours = Target("radis-mlx", f"{server.url}/chat/completions", {"model": "bench"})
         theirs = Target("mlx_lm.server", f"{anchor.url}/chat/completions", {})
-        memory = PeakRss({ours.name: server.process.pid, theirs.name: anchor.process.pid})
-        memory.start()
-        rows = asyncio.run(measure([ours, theirs], args, args.mlx_tokens))
-        for name, peak in memory.stop().items():
-            rows[name].rss = peak
+        pids = {ours.name: server.process.pid, theirs.name: anchor.process.pid}
+        rows = measure_with_rss([ours, theirs], pids, args, args.mlx_tokens)
     finally:
         server.stop()
         anchor.stop()
