@@ -21,6 +21,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.openai_errors import error_of
+from tests.processes import all_gone
 from tests.server import STARTER_SOURCE, RunningServer
 
 PIPELINE, TENSOR, TENSOR_2 = "smollm2-pipeline", "smollm2-tensor", "smollm2-tensor-2"
@@ -46,23 +47,6 @@ distributed = {{ ranks = 2, strategy = "tensor" }}
 """
 PROMPT = "The capital of France is"
 CHAT = [{"role": "user", "content": "Name three colors."}]
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def all_gone(pids: list[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def group_pids(client: OpenAI, model: str) -> tuple[int, list[int]]:

@@ -12,6 +12,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.processes import all_gone
 from tests.server import STARTER_SOURCE, RunningServer
 
 MODEL = "smollm2-llamacpp"
@@ -35,23 +36,6 @@ def worker_pids(parent: int) -> list[int]:
         if ppid == parent and state != "Z" and b"llamacpp_worker" in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -151,7 +135,7 @@ def test_no_child_outlives_the_server(tmp_path, smollm_gguf, sig):
         server.process.send_signal(sig)
         server.process.wait(30)
         # SIGTERM: the server stops its children; SIGKILL: the kernel's parent-death signal does.
-        assert wait_gone(child, 5.0), f"llama.cpp child {child} outlived the server"
+        assert all_gone([child], 5.0), f"llama.cpp child {child} outlived the server"
     finally:
         server.stop()
     if sig == signal.SIGTERM:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import alive
 from tests.server import free_port
 
 PLUGIN = Path(__file__).resolve().parents[2] / "scripts" / "radis-mlx.5s.py"
@@ -120,21 +121,11 @@ def test_start_and_stop_actions_run_a_server(tmp_path):
             time.sleep(0.5)
         assert plugin("stop", url=url, home=tmp_path).returncode == 0
         deadline = time.monotonic() + 60
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the server did not stop"
             time.sleep(0.2)
         assert plugin(url=url, home=tmp_path).stdout.startswith("radis-mlx ○")
         assert not (tmp_path / ".cache" / "radis-mlx" / "menubar-server.pid").exists()
     finally:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, 9)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill 0: the server was started detached, so look at its state.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 from openai import APIStatusError, OpenAI
 
+from tests.processes import alive
 from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
 
 # 0.2 GiB: the llama.cpp chat model (94 MiB + 45 MiB KV cache at 2048) or MiniLM (87 MiB), not both.
@@ -69,14 +69,6 @@ def wait_for(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_loading_a_second_model_over_the_budget_unloads_the_first(api, sdk):
