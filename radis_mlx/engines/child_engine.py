@@ -12,12 +12,14 @@ from collections.abc import Callable
 import httpx
 
 from radis_mlx.engines.base import Engine
+from radis_mlx.engines.child_stream import ChildResponse, post_stream
 from radis_mlx.engines.supervisor import ChildProcess
 from radis_mlx.errors import EngineUnavailableError
 
 
 class ChildEngine(Engine):
-    """An engine whose model lives in `self.child`, reached through `self._client`."""
+    """An engine whose model lives in `self.child`: generations stream through `_post_stream`, the
+    rest (health, metadata, embeddings, tokens) goes through the httpx client `self._client`."""
 
     # Set by the pool: called when the child dies on its own, so the model is marked unloaded.
     on_exit: Callable[[], None] | None = None
@@ -40,6 +42,12 @@ class ChildEngine(Engine):
         if self._client is None or not self.child.alive:
             raise self._unavailable(None)
         return self._client
+
+    async def _post_stream(self, path: str, body: bytes) -> ChildResponse:
+        """A streamed POST to the child (the per-token hop); use the result with `async with`."""
+        if not self.child.alive:
+            raise self._unavailable(None)
+        return await post_stream(self.child.port, path, body)
 
     def _unavailable(self, exc: BaseException | None) -> EngineUnavailableError:
         if not self.child.alive and self.on_exit is not None:

@@ -29,6 +29,7 @@ from radis_mlx.engines.base import (
 )
 from radis_mlx.engines.chat_template import template_messages, template_tools
 from radis_mlx.engines.child_engine import ChildEngine
+from radis_mlx.engines.child_stream import ChildConnectionError
 from radis_mlx.engines.llamacpp_protocol import (
     Models,
     chat_event,
@@ -36,7 +37,6 @@ from radis_mlx.engines.llamacpp_protocol import (
     completion_event,
     constraint_body,
     sampling_body,
-    sse_lines,
 )
 from radis_mlx.engines.logprobs import LogprobQueue
 from radis_mlx.engines.stops import StopBuffer
@@ -166,12 +166,11 @@ class LlamaCppEngine(ChildEngine):
         scored = LogprobQueue() if request.logprobs is not None else None
         finish: str | None = None
         checked = False
-        client = self._require_client()
         try:
-            async with client.stream("POST", path, json=body) as response:
-                if response.status_code != 200:
-                    raise child_error(response.status_code, await response.aread(), param)
-                async for line in sse_lines(response.aiter_raw()):
+            async with await self._post_stream(path, msgspec.json.encode(body)) as response:
+                if response.status != 200:
+                    raise child_error(response.status, await response.read(), param)
+                async for line in response.lines():
                     if line.startswith(b"error:"):
                         raise child_error(500, line[6:], param)
                     if not line.startswith(b"data: ") or line == b"data: [DONE]":
@@ -198,7 +197,7 @@ class LlamaCppEngine(ChildEngine):
                         return
                     if text:
                         yield GenerationChunk(text, logprobs=scored.take(text) if scored else None)
-        except httpx.TransportError as exc:
+        except ChildConnectionError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)
 

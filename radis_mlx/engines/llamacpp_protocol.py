@@ -6,7 +6,6 @@ of /completion and /v1/chat/completions, /v1/models metadata, and its error bodi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,19 +102,6 @@ class Event:
     prompt_total: int | None = None
     logprobs: list[TokenLogprob] | None = None
     cached: int = 0  # of the prompt tokens, reused from the slot's KV cache (cache_prompt)
-
-
-async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a raw byte stream into lines; cheaper than httpx's text decoding, once per token."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line:
-                yield line
-    if pending:
-        yield pending
 
 
 def completion_event(data: bytes) -> Event:

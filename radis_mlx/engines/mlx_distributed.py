@@ -27,6 +27,7 @@ import msgspec
 from radis_mlx.config import DistributedSettings
 from radis_mlx.engines.base import EngineInfo, GenerationChunk, GenerationRequest
 from radis_mlx.engines.child_engine import ChildEngine
+from radis_mlx.engines.child_stream import ChildConnectionError
 from radis_mlx.engines.supervisor import free_port
 from radis_mlx.errors import (
     InvalidRequestError,
@@ -183,16 +184,15 @@ class MlxDistributedEngine(ChildEngine):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         body = msgspec.json.encode((request, self.chat_template))
         try:
-            async with self._require_client().stream("POST", "/generate", content=body) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith('{"error"'):
+            async with await self._post_stream("/generate", body) as response:
+                async for line in response.lines():
+                    if line.startswith(b'{"error"'):
                         raise _rank_error(json.loads(line)["error"])
-                    if line:
-                        chunk = msgspec.json.decode(line, type=GenerationChunk)
-                        yield chunk
-                        if chunk.finish_reason is not None:
-                            return
-        except httpx.TransportError as exc:
+                    chunk = msgspec.json.decode(line, type=GenerationChunk)
+                    yield chunk
+                    if chunk.finish_reason is not None:
+                        return
+        except ChildConnectionError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)  # the stream ended without a finish: rank 0 went away
 
