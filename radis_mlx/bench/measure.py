@@ -71,12 +71,13 @@ def decode_body(tokens: int) -> dict[str, Any]:
 
 async def aggregate(
     client: httpx.AsyncClient, target: Target, tokens: int, streams: int
-) -> tuple[float, int]:
-    """Completion tokens per second over `streams` concurrent streams, and how many of them failed."""
+) -> tuple[float, int, int]:
+    """Completion tokens per second over `streams` concurrent streams, how many failed, and the tokens."""
     started = time.perf_counter()
     results = await asyncio.gather(*(stream(client, target, decode_body(tokens)) for _ in range(streams)))
     wall = time.perf_counter() - started
-    return sum(r.tokens for r in results) / wall, sum(r.error is not None for r in results)
+    total = sum(r.tokens for r in results)
+    return total / wall, sum(r.error is not None for r in results), total
 
 
 def shared_prefix(words: int) -> str:

@@ -7,12 +7,15 @@ distributed: one radis-mlx server serving the model as one MLX process, pipeline
 tensor over 3, measured one at a time, each split against the one process (bench/distributed.py).
 
   decode tok/s        single stream: (completion_tokens - 1) / (last token - first token)
-  TTFT                request sent → first content token (single stream, short prompt)
+  TTFT                request sent → first content token of a short prompt (`--ttft-samples` requests
+                      per round, one at a time; 0: the decode requests')
   N-stream tok/s      N concurrent streams: all completion tokens / wall time
   cold TTFT           first turn of a chat with a fresh ~600-token system prompt
   2nd-turn TTFT       that chat's second turn (the prefix is reusable from a prompt cache)
   peak RSS            of each server's process tree, sampled every 0.5 s
   errors              failed streams at the highest concurrency (must be 0)
+  proxy CPU           llama.cpp engine: CPU time of radis-mlx's own process (not the child) per token
+                      it streamed, over the whole run — what the proxy costs the machine
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from pathlib import Path
 import httpx
 
 from radis_mlx.bench.measure import DECODE_PROMPT, Stream, Target, Turns, aggregate, stream, two_turns
-from radis_mlx.bench.servers import STARTER_SOURCE, MlxLmServer, PeakRss, RunningServer, llama_child
+from radis_mlx.bench.servers import (
+    STARTER_SOURCE,
+    MlxLmServer,
+    PeakRss,
+    RunningServer,
+    cpu_seconds,
+    llama_child,
+)
 from radis_mlx.config import Config, LlamaCppSettings
 
 MIB = 2**20
@@ -45,6 +55,8 @@ class Row:
     rss: int = 0
     errors: int = 0
     prompt_tokens: int = 0
+    streamed: int = 0  # completion tokens, all requests
+    cpu_per_token: float = 0.0  # ms of the server's own process CPU per streamed token (llama.cpp engine)
 
 
 async def measure(
@@ -58,6 +70,8 @@ async def measure(
     multi: dict[str, dict[int, list[float]]] = {t.name: {n: [] for n in args.streams} for t in targets}
     errors = dict.fromkeys(singles, 0)
     turns: dict[str, list[Turns]] = {t.name: [] for t in targets}
+    firsts: dict[str, list[float]] = {t.name: [] for t in targets}
+    streamed = dict.fromkeys(singles, 0)
     body = {"messages": [{"role": "user", "content": DECODE_PROMPT}], "max_tokens": tokens, "temperature": 0}
     # A fresh connection per request for every target: llama.cpp's server drops the next request on
     # a connection reused after a streamed response ("Server disconnected without sending a response").
@@ -68,11 +82,17 @@ async def measure(
         for _ in range(args.rounds):
             for target in targets:
                 singles[target.name].append(await stream(client, target, body))
+            for _ in range(args.ttft_samples):
+                for target in targets:
+                    short = await stream(client, target, {**body, "max_tokens": 2})
+                    firsts[target.name] += [short.ttft] if short.error is None and short.ttft else []
+                    streamed[target.name] += short.tokens
             for n in args.streams:
                 for target in targets:
-                    rate, failed = await aggregate(client, target, tokens, n)
+                    rate, failed, total = await aggregate(client, target, tokens, n)
                     multi[target.name][n].append(rate)
                     errors[target.name] += failed if n == max(args.streams) else 0
+                    streamed[target.name] += total
             for target in targets if chat_turns else []:
                 turns[target.name].append(
                     await two_turns(client, target, args.prefix_words, args.turn_tokens)
@@ -88,12 +108,13 @@ async def measure(
         rows[name] = Row(
             name,
             med(s.decode_tps for s in done) if done else 0.0,
-            med(s.ttft for s in done) * 1000 if done else 0.0,
+            med(firsts[name] or [s.ttft for s in done]) * 1000 if done or firsts[name] else 0.0,
             {n: med(rates) for n, rates in multi[name].items()},
             med(t.cold_ttft for t in chats) * 1000 if chats else 0.0,
             med(t.second_ttft for t in chats) * 1000 if chats else 0.0,
             errors=errors[name],
             prompt_tokens=chats[0].prompt_tokens if chats else 0,
+            streamed=streamed[name] + sum(s.tokens for s in done),
         )
     return rows
 
@@ -129,7 +150,11 @@ def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
         child = Target("llama.cpp child", f"http://127.0.0.1:{port}/v1/chat/completions", {})
         child.extra["cache_prompt"] = LlamaCppSettings().cache_prompt
         pids = {ours.name: server.process.pid, child.name: pid}
+        cpu_before = cpu_seconds(server.process.pid)
         rows = measure_with_rss([ours, child], pids, args, args.tokens)
+        cpu_after = cpu_seconds(server.process.pid)
+        if cpu_before is not None and cpu_after is not None and rows[ours.name].streamed:
+            rows[ours.name].cpu_per_token = (cpu_after - cpu_before) * 1000 / rows[ours.name].streamed
     finally:
         server.stop()
     return [rows[ours.name], rows[child.name]]
@@ -232,6 +257,12 @@ def report(
         if row.cold:
             second = _ratio(row.second, row.cold)
             print(f"2nd-turn / cold TTFT, {row.name}: {second:.3f} ({row.prompt_tokens}-token first prompt)")
+    for row in rows:
+        if row.cpu_per_token:
+            print(
+                f"proxy CPU per streamed token: {row.cpu_per_token:.3f} ms "
+                f"({row.name}'s own process, not the child; {row.streamed} tokens)"
+            )
     served = [row for row in rows if row.streams]
     print(f"errors at {top} streams: " + ", ".join(f"{row.name} {row.errors}" for row in served))
     # radis-mlx's own rows; an anchor's failures are printed, not ours to fail on
@@ -268,6 +299,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--turn-tokens", type=int, default=8, help="completion tokens per chat turn")
     p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: its default)")
+    p.add_argument(
+        "--ttft-samples",
+        type=int,
+        default=8,
+        help="short requests per target and round for TTFT (0: the decode requests' TTFT)",
+    )
     return p
 
 
@@ -288,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             elif engine == "distributed":
                 from radis_mlx.bench.distributed import run_distributed  # it imports this module
 
-                sized = argparse.Namespace(**{**vars(args), "streams": _levels(args.distributed_streams)})
+                # TTFT from the decode requests: a tensor split's short request takes seconds here
+                sizes = {"streams": _levels(args.distributed_streams), "ttft_samples": 0}
+                sized = argparse.Namespace(**{**vars(args), **sizes})
                 rows = run_distributed(sized, folder)
                 ok &= report("MLX distributed", rows, sized, args.distributed_tokens, all_ours=True)
             else:

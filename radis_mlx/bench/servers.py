@@ -143,6 +143,24 @@ def llama_child(server_pid: int) -> tuple[int, int]:
     raise RuntimeError("no llama.cpp child found under the server")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of one process (not its children): /proc on Linux, `ps` elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    # macOS: [[dd-]hh:]mm:ss.cc
+    out = subprocess.run(["ps", "-o", "time=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    if not out:
+        return None
+    days, _, clock = out.rpartition("-")
+    seconds = 0.0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds + int(days or 0) * 86400
+
+
 class PeakRss(threading.Thread):
     """Samples the RSS of process trees (each root and its descendants) until stopped; keeps the peaks."""
 

@@ -9,7 +9,7 @@ import sys
 
 def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
     args = ["--engines", "llamacpp", "--rounds", "1", "--tokens", "4", "--streams", "1,2"]
-    args += ["--prefix-words", "60", "--turn-tokens", "2"]
+    args += ["--prefix-words", "60", "--turn-tokens", "2", "--ttft-samples", "2"]
     result = subprocess.run(
         [sys.executable, "-m", "radis_mlx", "bench", *args], capture_output=True, text=True, timeout=300
     )
@@ -21,6 +21,9 @@ def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
     assert all(len(re.findall(r"\d+\.\d", line)) == 7 for line in rows.values()), out
     assert "errors at 2 streams: radis-mlx 0, llama.cpp child 0" in out
     assert re.search(r"ours / llama\.cpp child\s+\d", out)
+    # what the proxy's own process spent per token it streamed: measured, and not absurd
+    cpu = re.search(r"proxy CPU per streamed token: (\d+\.\d+) ms \(radis-mlx's own process", out)
+    assert cpu and 0 < float(cpu.group(1)) < 50, out
 
 
 def test_bench_distributed_mode_reports_one_process_and_both_splits(smollm_gguf):
