@@ -132,6 +132,8 @@ class ChildResponse(asyncio.Protocol):
             self._wakeup.set_result(None)
 
     def _fail(self, error: ChildConnectionError) -> None:
+        if self._error is not None:
+            return  # the first cause stands: closing after a parse error also ends in connection_lost
         self._error = error
         if not self._headers_done.done():
             self._headers_done.set_exception(error)

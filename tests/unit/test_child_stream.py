@@ -135,6 +135,22 @@ def test_no_child_or_no_http_is_a_connection_error(run: Callable[[Awaitable[Any]
 
     run(_serve(handler, scenario))
 
+    async def bad_chunking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunk(b"data: 1\n\n"))
+        writer.write(b"zz-not-a-chunk-size\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async def mid_body(port: int) -> None:
+        async with await post_stream(port, "/completion", b"{}") as response:
+            # the parse error, not the connection_lost that closing after it causes
+            with pytest.raises(ChildConnectionError, match="not HTTP"):
+                async for _ in response.lines():
+                    pass
+
+    run(_serve(bad_chunking, mid_body))
+
 
 def test_leaving_early_closes_the_connection(run: Callable[[Awaitable[Any]], Any]) -> None:
     """A client that disconnects must stop the child's generation: the child sees the socket close."""
