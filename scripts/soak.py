@@ -112,13 +112,13 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     # Warm-up: every model loaded once (the "cold" baseline), then --warmup seconds of the full
     # load, so per-slot buffers and allocator pools exist before the steady-state baseline.
     await client_loop_once(args)
-    rss_cold = rss_kib(args.pid)
+    rss_cold = await idle_rss_kib(args)
     warm_until = time.monotonic() + args.warmup
     await asyncio.gather(*(client_loop(args, warm_until, Tally()) for _ in range(args.clients)))
-    rss_start, cache_start = rss_kib(args.pid), await prompt_cache_kib(args)
+    rss_start, cache_start = await idle_rss_kib(args), await prompt_cache_kib(args)
     deadline = time.monotonic() + args.duration
     await asyncio.gather(*(client_loop(args, deadline, tally) for _ in range(args.clients)))
-    rss_end, cache_end = rss_kib(args.pid), await prompt_cache_kib(args)
+    rss_end, cache_end = await idle_rss_kib(args), await prompt_cache_kib(args)
     # The prompt caches fill up to their configured bound by design; growth beyond that is a leak.
     net_growth = (rss_end - rss_start - (cache_end - cache_start)) / rss_start if rss_start else None
     every = sorted(t for times in tally.latencies.values() for t in times)
@@ -141,6 +141,13 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         "prompt_cache_end_mib": round(cache_end / 1024, 1),
         "rss_growth_net_of_prompt_cache": round(net_growth, 4) if net_growth is not None else None,
     }
+
+
+async def idle_rss_kib(args: argparse.Namespace) -> int:
+    """RSS once the server has been idle --settle seconds: its model workers have then handed back
+    the memory they keep for reuse after a burst, so what remains is what the server holds."""
+    await asyncio.sleep(args.settle)
+    return rss_kib(args.pid)
 
 
 async def prompt_cache_kib(args: argparse.Namespace) -> int:
@@ -175,6 +182,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=60, help="seconds of full load before the baseline")
     parser.add_argument("--request-timeout", type=float, default=600)
     parser.add_argument("--max-rss-growth", type=float, default=0.10)
+    parser.add_argument("--settle", type=float, default=3.0, help="idle seconds before each RSS reading")
     args = parser.parse_args()
     host = httpx.URL(args.url).host
     if host not in ("127.0.0.1", "localhost", "::1"):

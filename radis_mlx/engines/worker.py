@@ -2,7 +2,8 @@
 
 Async code only awaits: every call into MLX for a model runs on that model's thread, and
 results come back through futures or per-request queues, errors included. While a Stepper (the
-batch scheduler) has work, the thread runs queued jobs between its steps instead of sleeping.
+batch scheduler) has work, the thread runs queued jobs between its steps instead of sleeping; once
+it has had nothing to do for IDLE_RELEASE_SECONDS, it hands back the memory kept for reuse.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from radis_mlx.engines.base import Engine
+from radis_mlx.engines.memory import release_free_memory
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _DONE = object()
+
+# Long enough that back-to-back requests never wait for a release, short enough that a burst's
+# peak does not stay resident.
+IDLE_RELEASE_SECONDS = 1.0
 
 
 class Emitter(Generic[T]):
@@ -130,18 +136,26 @@ class ModelWorker:
         await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:
+        worked = False  # since the last release
         while True:
             stepper = self.stepper
             busy = stepper is not None and stepper.busy
             try:
-                job = self._jobs.get(block=not busy)
-            except queue.Empty:  # nothing queued: advance the batch by one step
-                if stepper is not None:
+                if busy:
+                    job = self._jobs.get(block=False)
+                else:
+                    job = self._jobs.get(timeout=IDLE_RELEASE_SECONDS if worked else None)
+            except queue.Empty:
+                if stepper is not None and busy:  # nothing queued: advance the batch by one step
                     stepper.step()
+                else:  # idle for a while after some work
+                    release_free_memory()
+                worked = busy
                 continue
             if job is None:
                 return
             job()
+            worked = True
 
 
 class WorkerEngine(Engine):
@@ -169,7 +183,5 @@ class WorkerEngine(Engine):
 
     def _unload(self) -> None:
         """Drop the model and free what MLX caches (on the worker thread)."""
-        import mlx.core as mx
-
         self._model = self._tokenizer = None
-        mx.clear_cache()
+        release_free_memory()
