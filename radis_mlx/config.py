@@ -73,7 +73,7 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     aliases: list[str] = msgspec.field(default_factory=list)
     # MLX LLMs: shard the model across several processes or Macs (engine "mlx-distributed").
     distributed: DistributedSettings | None = None
-    # MLX LLMs: the prompt cache's bound in MiB, over [pool] prompt_cache_mib (0: off).
+    # LLMs: the prompt cache's bound in MiB, over [pool] prompt_cache_mib (0: off); llama.cpp's --cache-ram.
     prompt_cache_mib: Annotated[int, Meta(ge=0)] | None = None
     # Backpressure, over [pool]'s: requests in service at once, requests waiting, seconds a request may wait.
     max_concurrent: Annotated[int, Meta(ge=1)] | None = None
@@ -160,7 +160,7 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     base_dir: str = "."
 
     def prompt_cache_bytes(self, entry: ModelEntry) -> int:
-        """The bound of an MLX LLM's prompt cache: the entry's setting, else [pool]'s."""
+        """The bound of an LLM's prompt cache: the entry's setting, else [pool]'s."""
         mib = entry.prompt_cache_mib if entry.prompt_cache_mib is not None else self.pool.prompt_cache_mib
         return mib * 2**20
 

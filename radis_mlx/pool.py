@@ -272,7 +272,8 @@ class ModelPool:
         self._paths[model_id] = path
         try:
             estimate = budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
-            if entry.kind == "llm" and choose_engine(entry, path)[0] == "mlx":  # + its prompt cache's bound
+            if entry.kind == "llm" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
+                # + its prompt cache's bound (MLX's, or llama.cpp's --cache-ram; none when distributed)
                 cache_bytes = self.config.prompt_cache_bytes(entry)
                 estimate = Estimate(estimate.weights, estimate.kv_cache + cache_bytes)
             return estimate

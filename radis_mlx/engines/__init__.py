@@ -83,5 +83,6 @@ def _build_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             settings=config.engines.llamacpp,
             embedding=entry.embeddings,
             chat_template=entry.chat_template,
+            prompt_cache_bytes=config.prompt_cache_bytes(entry),
         )
     raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

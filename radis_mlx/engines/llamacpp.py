@@ -73,8 +73,10 @@ class LlamaCppEngine(ChildEngine):
         settings: LlamaCppSettings,
         embedding: bool = False,
         chat_template: str | None = None,
+        prompt_cache_bytes: int = 0,
     ) -> None:
         self.model_id = model_id
+        self.prompt_cache_bytes = prompt_cache_bytes
         self.template_override = chat_template
         self.path = path
         self.settings = settings
@@ -91,6 +93,9 @@ class LlamaCppEngine(ChildEngine):
         argv += ["--port", str(port), "--parent-pid", str(os.getpid())]
         argv += ["--ctx-size", str(self.info.context_length), "--parallel", str(s.parallel)]
         argv += ["--threads", str(s.threads or 0), "--gpu-layers", str(s.gpu_layers)]
+        # llama.cpp keeps evicted slots' prompts in RAM up to 8 GiB by default, outside our memory budget:
+        # bound it by the prompt cache setting, which the pool counts (rounded down to whole MiB).
+        argv += ["--cache-ram", str(self.prompt_cache_bytes // 2**20)]
         argv += ["--embedding"] if self.embedding else []
         argv += [] if s.jinja else ["--no-jinja"]
         argv += [] if s.flash_attn else ["--no-flash-attn"]

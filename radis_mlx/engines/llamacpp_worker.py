@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -54,7 +55,18 @@ def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
     argv += [] if args.flash_attn else ["--flash-attn", "off"]
     if args.chat_template:
         argv += ["--chat-template", args.chat_template]
+    if args.cache_ram is not None and supports_flag(binary, "--cache-ram"):
+        argv += ["--cache-ram", str(args.cache_ram)]
     return argv
+
+
+def supports_flag(binary: str, flag: str) -> bool:
+    """Whether `binary --help` lists a flag: a llama-server built before it would refuse to start."""
+    try:
+        shown = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return flag in shown.stdout + shown.stderr
 
 
 def serve_with_wheel(args: argparse.Namespace) -> None:
@@ -76,6 +88,8 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     if args.chat_template:
         params.chat_template = args.chat_template
     params.cache_prompt = True
+    if args.cache_ram is not None:
+        params.cache_ram_mib = args.cache_ram
     if not args.flash_attn:
         params.flash_attn_type = 0  # off (-1: auto); see LlamaCppSettings.flash_attn
     params.ui = False
@@ -103,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--gpu-layers", type=int, default=0)
+    # MiB of evicted slots' prompts kept in RAM (0: none); unset: llama.cpp's default (8 GiB).
+    parser.add_argument("--cache-ram", type=int)
     parser.add_argument("--embedding", action="store_true")
     # Mean pooling: what an LLM entry's embeddings are on MLX too (llama.cpp's default is none).
     parser.add_argument("--pooling", choices=["none", "mean", "cls", "last"], default="mean")

@@ -13,10 +13,12 @@ from tests.processes import alive
 from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
 
 # 0.2 GiB: the llama.cpp chat model (94 MiB + 45 MiB KV cache at 2048) or MiniLM (87 MiB), not both.
+# No prompt cache: its bound (llama.cpp's --cache-ram) would count on top.
 POOL_CONFIG = f"""
 [pool]
 memory_budget_gib = 0.2
 discover_hf_cache = false
+prompt_cache_mib = 0
 
 [models.chat]
 source = "{STARTER_SOURCE}"
@@ -32,6 +34,12 @@ aliases = ["minilm"]
 source = "{STARTER_SOURCE}"
 engine = "llamacpp"
 context_length = 131072
+
+[models.chat-cached]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+prompt_cache_mib = 128
 """
 
 
@@ -95,6 +103,14 @@ def test_a_model_that_cannot_fit_is_refused_before_loading(api, sdk):
     assert caught.value.status_code == 507
     assert caught.value.body["code"] == "model_too_large" and "GiB" in caught.value.body["message"]
     assert "huge" not in loaded(api)
+
+
+def test_a_llama_cpp_prompt_cache_counts_in_the_budget(api, sdk):
+    # "chat" fits (139 MiB of 205); the same model with a 128 MiB RAM prompt cache (--cache-ram) does not.
+    with pytest.raises(APIStatusError) as caught:
+        chat(sdk, "chat-cached")
+    assert caught.value.status_code == 507 and caught.value.body["code"] == "model_too_large"
+    assert "chat-cached" not in loaded(api)
 
 
 def test_request_ttl_unloads_the_idle_model(api, sdk):

@@ -30,12 +30,15 @@ from radis_mlx.engines import llamacpp_worker
 p = argparse.ArgumentParser()
 for flag in ("--model", "--host", "--port", "--ctx-size", "--parallel", "--n-gpu-layers", "--threads"):
     p.add_argument(flag)
+p.add_argument("--cache-ram")
 for flag in ("--kv-unified", "--no-webui", "--embedding", "--jinja", "--no-jinja"):
     p.add_argument(flag, action="store_true")
 a = p.parse_args()
 assert a.host == "127.0.0.1" and a.kv_unified and a.jinja, sys.argv
+assert a.cache_ram == "3", sys.argv  # listed in this stand-in's --help, so it is passed
 args = llamacpp_worker.parse_args(["--model", a.model, "--port", a.port, "--ctx-size", a.ctx_size,
-                                   "--parallel", a.parallel, "--gpu-layers", a.n_gpu_layers])
+                                   "--parallel", a.parallel, "--gpu-layers", a.n_gpu_layers,
+                                   "--cache-ram", a.cache_ram])
 llamacpp_worker.serve_with_wheel(args)
 """
 
@@ -66,11 +69,15 @@ def test_engine_choice(monkeypatch, host, model, kind, configured, expected):
 def test_the_wheel_serves_unless_a_binary_is_configured(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("RADIS_LLAMA_SERVER", raising=False)
-    engine = LlamaCppEngine("m", Path("m.gguf"), context_length=512, settings=LlamaCppSettings(threads=3))
+    settings = LlamaCppSettings(threads=3)
+    engine = LlamaCppEngine(
+        "m", Path("m.gguf"), context_length=512, settings=settings, prompt_cache_bytes=64 << 20
+    )
     argv = engine.worker_argv(4321)
     assert argv[1:3] == ["-m", "radis_mlx.engines.llamacpp_worker"] and "--exec" not in argv
     parsed = parse_args(argv[3:])
     assert (parsed.port, parsed.ctx_size, parsed.parallel, parsed.threads) == (4321, 512, 4, 3)
+    assert parsed.cache_ram == 64  # llama.cpp's RAM prompt cache bounded by our prompt cache setting
     assert parsed.jinja and not parsed.embedding
 
     binary = tmp_path / "llama-server"
@@ -89,6 +96,20 @@ def test_llama_server_command_line():
     for flag, value in (("--port", "9"), ("--ctx-size", "64"), ("--parallel", "4"), ("--host", "127.0.0.1")):
         assert argv[argv.index(flag) + 1] == value
     assert {"--embedding", "--no-jinja", "--kv-unified"} <= set(argv) and "--threads" not in argv
+    assert "--cache-ram" not in argv  # unset: llama-server's own default
+
+
+def test_cache_ram_reaches_a_llama_server_that_lists_it(tmp_path):
+    args = parse_args(["--model", "m.gguf", "--port", "9", "--cache-ram", "0"])
+    new, old = tmp_path / "new-llama-server", tmp_path / "old-llama-server"
+    new.write_text("#!/bin/sh\necho '--cache-ram, -cram N   set the maximum cache size in MiB'\n")
+    old.write_text("#!/bin/sh\necho '--ctx-size N'\n")
+    for binary in (new, old):
+        binary.chmod(0o755)
+    argv = llama_server_argv(str(new), args)
+    assert argv[argv.index("--cache-ram") + 1] == "0"
+    # A build from before llama.cpp had a RAM prompt cache would refuse the flag (and keeps no such cache).
+    assert "--cache-ram" not in llama_server_argv(str(old), args)
 
 
 def test_sampling_maps_onto_llama_cpp_names():
@@ -183,7 +204,9 @@ async def test_a_configured_llama_server_binary_is_used(tmp_path, smollm_gguf):
     binary.write_text(FAKE_LLAMA_SERVER)
     binary.chmod(0o755)
     settings = LlamaCppSettings(binary=str(binary))
-    engine = LlamaCppEngine("smollm2", smollm_gguf, context_length=128, settings=settings)
+    engine = LlamaCppEngine(
+        "smollm2", smollm_gguf, context_length=128, settings=settings, prompt_cache_bytes=3 << 20
+    )
     await engine.start()
     try:
         assert engine.info.context_length == 128
@@ -192,3 +215,46 @@ async def test_a_configured_llama_server_binary_is_used(tmp_path, smollm_gguf):
     finally:
         await engine.close()
     assert not engine.child.alive
+
+
+def child_rss_mib(engine: LlamaCppEngine) -> float:
+    assert engine.child.process is not None
+    status = Path(f"/proc/{engine.child.process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the child's RSS from /proc")
+async def test_the_childs_ram_prompt_cache_stays_within_the_prompt_cache_bound(smollm_gguf):
+    # One slot: each new prompt evicts the last one's KV, which llama.cpp then keeps in RAM (~15 MiB for
+    # these ~700 tokens), up to 8 GiB by default. Measured, the child's RSS over these 8 prompts: +123 MiB
+    # without --cache-ram (+370 MiB over 24), +31 MiB bounded at 16 MiB.
+    settings = LlamaCppSettings(parallel=1)
+    engine = LlamaCppEngine(
+        "smollm2", smollm_gguf, context_length=2048, settings=settings, prompt_cache_bytes=16 << 20
+    )
+    await engine.start()
+    try:
+        await run(engine, GenerationRequest(prompt="warm up", max_tokens=1))
+        before = child_rss_mib(engine)
+        words = [
+            "apple",
+            "river",
+            "stone",
+            "cloud",
+            "music",
+            "paper",
+            "light",
+            "green",
+            "winter",
+            "table",
+            "ocean",
+            "forest",
+        ]
+        for seed in range(8):
+            prompt = " ".join(words[(seed * 7 + i * i) % len(words)] for i in range(700))
+            _, last = await run(engine, GenerationRequest(prompt=f"{seed} {prompt}", max_tokens=1))
+            assert last.prompt_tokens > 600
+        grown = child_rss_mib(engine) - before
+        assert grown < 16 + 40, f"the child grew {grown:.0f} MiB"
+    finally:
+        await engine.close()
