@@ -4,7 +4,8 @@ Each client loops over a mix of chat (plain and streamed), streams it abandons a
 (a client disconnect), text completions and embeddings, on the models given. Reported: requests,
 errors, p50/p99 latency, and the server's RSS (with its llama.cpp children) after the first
 request to each model ("cold"), after --warmup seconds of full load (the baseline) and at the
-end. Exit status 1 when there were errors or RSS grew more than --max-rss-growth.
+end, each after --settle idle seconds. Exit status 1 when there were errors or RSS grew more than
+--max-rss-growth.
 
     python scripts/soak.py --url http://127.0.0.1:1234/v1 --pid SERVER_PID \\
         --chat-model smollm2-135m-instruct --embed-model all-minilm-l6-v2 --clients 16 --duration 600
