@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from radis_mlx.bench.servers import processes
 from radis_mlx.config import LlamaCppSettings, ModelEntry
 from radis_mlx.engines import choose_engine
 from radis_mlx.engines.base import ChatMessage, GenerationRequest, SamplingParams
@@ -219,11 +220,9 @@ async def test_a_configured_llama_server_binary_is_used(tmp_path, smollm_gguf):
 
 def child_rss_mib(engine: LlamaCppEngine) -> float:
     assert engine.child.process is not None
-    status = Path(f"/proc/{engine.child.process.pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+    return processes()[engine.child.process.pid][1] / 2**20
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the child's RSS from /proc")
 async def test_the_childs_ram_prompt_cache_stays_within_the_prompt_cache_bound(smollm_gguf):
     # One slot: each new prompt evicts the last one's KV, which llama.cpp then keeps in RAM (~15 MiB for
     # these ~700 tokens), up to 8 GiB by default. Measured, the child's RSS over these 8 prompts: +123 MiB
