@@ -1,3 +1,3 @@
-from radis_mlx.cli import main
+from radis_mlx.cli.main import main
 
 main()

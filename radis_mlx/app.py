@@ -13,24 +13,15 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from radis_mlx.api import (
-    admin,
-    chat,
-    completions,
-    dashboard,
-    embeddings,
-    messages,
-    metrics,
-    models,
-    openapi,
-    responses,
-)
+from radis_mlx.api import admin, dashboard, metrics, openapi
+from radis_mlx.api.anthropic import messages
 from radis_mlx.api.disconnect import DisconnectMiddleware
+from radis_mlx.api.errors import encode, family_of
+from radis_mlx.api.guard import LOOPBACK_NAMES, GuardMiddleware, is_loopback
+from radis_mlx.api.openai import chat, completions, embeddings, models, responses
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
-from radis_mlx.schemas.messages import anthropic_error
-from radis_mlx.security import LOOPBACK_NAMES, GuardMiddleware, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +57,7 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             responses.create_response,
             responses.response_by_id,
             messages.create_message,
-            messages.count_tokens,
+            messages.count_message_tokens,
             embeddings.create_embeddings,
             admin.list_models,
             admin.list_loaded,
@@ -109,7 +100,7 @@ def _guard(config: Config) -> DefineMiddleware:
 
 
 def handle_error(request: Request, exc: Exception) -> Response:
-    """Render any exception as an OpenAI error body; never a traceback."""
+    """Render any exception as the route's error body (OpenAI's or Anthropic's); never a traceback."""
     headers: dict[str, str] = {}
     if isinstance(exc, RadisError):
         error, headers = exc, exc.headers  # Retry-After on 429/503 backpressure
@@ -124,6 +115,7 @@ def handle_error(request: Request, exc: Exception) -> Response:
         error = RadisError(f"internal server error: {type(exc).__name__}: {exc}")
     if error.status_code >= 500:
         log.error("%s %s → %d %s", request.method, request.url.path, error.status_code, error.message)
-    anthropic = request.url.path.startswith(messages.MESSAGES_PATH)
-    body = anthropic_error(error) if anthropic else error.to_body()
-    return Response(content=body, status_code=error.status_code, headers=headers)
+    body = encode(error, family_of(request.url.path))
+    return Response(
+        content=body, status_code=error.status_code, headers=headers, media_type="application/json"
+    )

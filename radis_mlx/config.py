@@ -1,4 +1,9 @@
-"""models.toml plus CLI/env overrides, decoded into strict msgspec Structs."""
+"""models.toml plus CLI/env overrides, decoded into strict msgspec Structs, merged here and nowhere else.
+
+Every `RADIS_*` variable is read in this module: RADIS_MLX_CONFIG (which models.toml), RADIS_API_KEY
+(keys, comma-separated), RADIS_MLX_CACHE (the model cache) and RADIS_LLAMA_SERVER (a llama-server
+binary). The CLI passes its options to `with_overrides`; nothing else reads the environment for them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ import msgspec
 from msgspec import Meta, Struct
 
 DEFAULT_CONFIG_NAME = "models.toml"
+ENV_CONFIG = "RADIS_MLX_CONFIG"
+ENV_API_KEY = "RADIS_API_KEY"
+ENV_CACHE = "RADIS_MLX_CACHE"
+ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
 ModelKind = Literal["llm", "embedding"]
@@ -167,7 +176,7 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def cache_dir(self) -> Path:
         """Where downloaded and converted models live (~/.cache/radis-mlx unless configured)."""
-        configured = self.server.cache_dir or os.environ.get("RADIS_MLX_CACHE")
+        configured = self.server.cache_dir or os.environ.get(ENV_CACHE)
         return Path(configured).expanduser() if configured else Path.home() / ".cache" / "radis-mlx"
 
 
@@ -188,3 +197,52 @@ def load_config(path: Path | None) -> Config:
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    """Which models.toml to read: --config, else $RADIS_MLX_CONFIG, else ./models.toml; None: none exists."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.exists() else None
+
+
+def split_keys(values: list[str]) -> list[str]:
+    """API keys from repeated options and comma-separated lists."""
+    return [key.strip() for value in values for key in value.split(",") if key.strip()]
+
+
+def env_api_keys() -> list[str]:
+    """The keys in $RADIS_API_KEY (what a client of the running server sends first, too)."""
+    return split_keys([os.environ.get(ENV_API_KEY, "")])
+
+
+def with_overrides(
+    config: Config,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    log_level: str | None = None,
+    api_keys: list[str] | tuple[str, ...] = (),
+    cors_origins: list[str] | tuple[str, ...] = (),
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """The config with the command line's options and the environment's settings merged in."""
+    settings = msgspec.structs.replace(
+        config.server,
+        host=host or config.server.host,
+        port=config.server.port if port is None else port,
+        log_level=log_level or config.server.log_level,
+        api_keys=[*config.server.api_keys, *split_keys(list(api_keys)), *env_api_keys()],
+        cors_origins=[*config.server.cors_origins, *cors_origins],
+        allowed_hosts=[*config.server.allowed_hosts, *allowed_hosts],
+    )
+    return msgspec.structs.replace(config, server=settings, engines=_with_env_engines(config.engines))
+
+
+def _with_env_engines(engines: EngineSettings) -> EngineSettings:
+    binary = engines.llamacpp.binary or os.environ.get(ENV_LLAMA_SERVER) or None
+    return msgspec.structs.replace(engines, llamacpp=msgspec.structs.replace(engines.llamacpp, binary=binary))

@@ -15,8 +15,9 @@ RadisError                      status  type
 └── EngineUnavailableError        503   server_error (code engine_unavailable)
     └── QueueTimeoutError         503   server_error (code queue_timeout; Retry-After)
 
-The handler in app.py turns any of these into `{"error": {"message", "type", "param", "code"}}`,
-with the error's `headers` (Retry-After on the backpressure errors).
+api/errors.py renders any of these in the wire family of the route (OpenAI's
+`{"error": {"message", "type", "param", "code"}}`, Anthropic's `{"type": "error", "error": {...}}`;
+schemas/errors.py holds both shapes), with the error's `headers` (Retry-After on backpressure).
 """
 
 from __future__ import annotations
@@ -40,17 +41,6 @@ class RadisError(Exception):
     def headers(self) -> dict[str, str]:
         """HTTP headers the error response carries."""
         return {}
-
-    def to_body(self) -> dict[str, dict[str, str | None]]:
-        """The OpenAI error body for this error."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 class InvalidRequestError(RadisError):

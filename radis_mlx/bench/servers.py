@@ -138,7 +138,7 @@ def llama_child(server_pid: int) -> tuple[int, int]:
     table = processes()
     for pid in descendants(server_pid, table)[1:]:
         argv = table[pid][2].split()
-        if "radis_mlx.engines.llamacpp_worker" in argv and "--port" in argv:
+        if "radis_mlx.engines.llamacpp.server" in argv and "--port" in argv:
             return pid, int(argv[argv.index("--port") + 1])
     raise RuntimeError("no llama.cpp child found under the server")
 

@@ -8,8 +8,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import SamplingParams
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.types import SamplingParams
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 TopP = Annotated[float, Meta(ge=0, le=1)]

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import GenerationRequest, TokenLogprob
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.types import GenerationRequest, TokenLogprob
 from radis_mlx.schemas.common import (
     ChoiceCount,
     CompletionUsage,

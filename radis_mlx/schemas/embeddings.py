@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from radis_mlx.engines.base import EmbeddingResult
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.types import EmbeddingResult
 from radis_mlx.schemas.common import TtlSeconds, split_inputs
 
 # A string, a list of strings, a token list, or a list of token lists; msgspec allows one array

@@ -1,6 +1,16 @@
+"""Every error body shape, once: OpenAI's (also the Responses API's) and Anthropic's.
+
+api/errors.py picks the shape by route and renders it for the app's handler, the guard middleware
+and every mid-stream failure; nothing else builds an error body.
+"""
+
 from __future__ import annotations
 
+from typing import Literal
+
 from msgspec import Struct
+
+from radis_mlx.errors import RadisError
 
 
 class ErrorDetail(Struct):
@@ -14,3 +24,45 @@ class ErrorResponse(Struct):
     """OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
 
     error: ErrorDetail
+
+    @classmethod
+    def of(cls, error: RadisError) -> ErrorResponse:
+        return cls(ErrorDetail(error.message, error.type, error.param, error.code))
+
+
+class AnthropicErrorDetail(Struct):
+    type: str
+    message: str
+
+
+# Anthropic's error types by HTTP status.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+class AnthropicErrorResponse(Struct):
+    """Anthropic's error body (what /v1/messages* answer instead of OpenAI's)."""
+
+    error: AnthropicErrorDetail
+    type: Literal["error"] = "error"
+
+    @classmethod
+    def of(cls, error: RadisError) -> AnthropicErrorResponse:
+        """{"type": "error", "error": {"type", "message"}}; the message names the field, as Anthropic's do."""
+        status = error.status_code
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        message = (
+            f"{error.param}: {error.message}"
+            if error.param and error.param not in error.message
+            else error.message
+        )
+        return cls(AnthropicErrorDetail(kind, message))

@@ -8,12 +8,19 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
-from radis_mlx.engines.base import ChatMessage, FunctionChoice, GenerationRequest, ToolCall, ToolDefinition
-from radis_mlx.engines.base import ToolChoice as EngineToolChoice
-from radis_mlx.engines.grammar import schema_grammar
-from radis_mlx.engines.tools import check_tools
-from radis_mlx.errors import InvalidRequestError, RadisError
+from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.grammar import schema_grammar
+from radis_mlx.generation.tools import check_tools
+from radis_mlx.generation.types import (
+    ChatMessage,
+    FunctionChoice,
+    GenerationRequest,
+    ToolCall,
+    ToolDefinition,
+)
+from radis_mlx.generation.types import ToolChoice as EngineToolChoice
 from radis_mlx.schemas.common import MaxTokens, SamplingFields, TtlSeconds
+from radis_mlx.schemas.errors import AnthropicErrorDetail
 
 
 class TextBlock(Struct, tag_field="type", tag="text"):
@@ -246,43 +253,4 @@ class StreamEvent(Struct, omit_defaults=True):
     content_block: TextBlock | ToolUseBlock | UnsetType = UNSET
     delta: Delta | UnsetType = UNSET
     usage: DeltaUsage | UnsetType = UNSET
-    error: dict[str, str] | UnsetType = UNSET
-
-
-class AnthropicErrorDetail(Struct):
-    type: str
-    message: str
-
-
-class AnthropicErrorResponse(Struct):
-    """Anthropic's error body (what /v1/messages* answer instead of OpenAI's)."""
-
-    error: AnthropicErrorDetail
-    type: Literal["error"] = "error"
-
-
-# Anthropic's error types by HTTP status.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
-
-
-def anthropic_error(error: RadisError) -> dict[str, Any]:
-    """An error in Anthropic's shape: {"type": "error", "error": {"type", "message"}}."""
-    kind = _ERROR_TYPES.get(
-        error.status_code, "api_error" if error.status_code >= 500 else "invalid_request_error"
-    )
-    message = (
-        f"{error.param}: {error.message}"
-        if error.param and error.param not in error.message
-        else error.message
-    )
-    return {"type": "error", "error": {"type": kind, "message": message}}
+    error: AnthropicErrorDetail | UnsetType = UNSET

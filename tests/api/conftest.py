@@ -6,7 +6,7 @@ from litestar.testing import AsyncTestClient
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.pool import ModelPool
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from litestar.testing import AsyncTestClient
 
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
-from radis_mlx.engines.base import GenerationChunk, GenerationRequest
+from radis_mlx.generation.types import GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.pool import ModelPool, ModelState
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}

@@ -2,87 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from openai import OpenAI
 
-from tests.server import MINILM_SOURCE, REPRODUCIBLE_LLAMACPP, STARTER_SOURCE, RunningServer
-
-# Every API test runs once per engine; the model id names the engine that serves it.
-ENGINES = ["mlx", "llamacpp"]
-
-# A Qwen2.5-style template that renders tools and <tool_call> tags: native tool calls on the starter model.
-TOOL_TEMPLATE = (Path(__file__).parent / "tool_template.jinja").read_text()
-
-# A declared fill-in-the-middle template; the starter's vocabulary has none of these tokens, so the
-# markers are plain text to it (the rendered prompt is still exactly what the model is sent).
-FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
-
-# Further models.toml entries the suite serves (embedding models, ...), as TOML text.
-EXTRA_MODELS = f"""
-[models.smollm2-tools-mlx]
-source = "{STARTER_SOURCE}"
-engine = "mlx"
-context_length = 2048
-chat_template = '''{TOOL_TEMPLATE}'''
-
-[models.smollm2-tools-llamacpp]
-source = "{STARTER_SOURCE}"
-engine = "llamacpp"
-context_length = 2048
-chat_template = '''{TOOL_TEMPLATE}'''
-
-[models.smollm2-fim-mlx]
-source = "{STARTER_SOURCE}"
-engine = "mlx"
-context_length = 2048
-fim_template = "{FIM_TEMPLATE}"
-
-[models.smollm2-fim-llamacpp]
-source = "{STARTER_SOURCE}"
-engine = "llamacpp"
-context_length = 2048
-fim_template = "{FIM_TEMPLATE}"
-
-[models.minilm]
-source = "{MINILM_SOURCE}"
-kind = "embedding"
-max_inputs = 64
-max_batch = 8
-
-[models.minilm-strict]
-source = "{MINILM_SOURCE}"
-kind = "embedding"
-truncate = false
-matryoshka = true
-
-[models.smollm2-embed-mlx]
-source = "{STARTER_SOURCE}"
-engine = "mlx"
-embeddings = true
-
-[models.smollm2-mlx-nocache]
-source = "{STARTER_SOURCE}"
-engine = "mlx"
-context_length = 2048
-prompt_cache_mib = 0
-
-[models.smollm2-embed-llamacpp]
-source = "{STARTER_SOURCE}"
-engine = "llamacpp"
-embeddings = true
-context_length = 512
-"""
-
-
-def e2e_config() -> str:
-    entry = '[models.smollm2-{0}]\nsource = "{1}"\nengine = "{0}"\ncontext_length = 2048\n\n'
-    entries = "".join(entry.format(engine, STARTER_SOURCE) for engine in ENGINES)
-    broken = '[models.broken]\nsource = "./does-not-exist.gguf"\n\n'
-    garbage = '[models.garbage]\nsource = "./garbage.gguf"\nengine = "mlx"\n'
-    # The suite compares greedy answers across requests (stream == non-stream, Responses == chat, ...).
-    return REPRODUCIBLE_LLAMACPP + entries + broken + garbage + EXTRA_MODELS
+from tests.support.e2e import ENGINES, e2e_config
+from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.conftest import ENGINES
-from tests.e2e.openai_errors import error_of
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.e2e import ENGINES
+from tests.support.errors import error_of
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 QUEUE_TIMEOUT = 1.5
 # <|endoftext|> and <|im_end|> banned: the request in service keeps decoding until max_tokens.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+from tests.support.e2e import FRANCE
 
 
 def chat(client, model, messages=FRANCE, **kwargs):

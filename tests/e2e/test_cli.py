@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from tests.server import RunningServer, free_port
+from tests.support.server import RunningServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from tests.server import free_port
+from tests.support.server import free_port
 
 LLAMACPP = "smollm2-llamacpp"
 STATS = re.compile(r"\[(\d+) tokens, [\d.]+ tok/s, prompt (\d+) tokens\]")

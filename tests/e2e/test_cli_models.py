@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer, free_port
+from tests.support.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer, free_port
 
 CONFIG = f"""
 [models.minilm]

@@ -1,5 +1,7 @@
-"""The web dashboard at / in headless Chromium (Debian's `chromium`, driven by Playwright).
+"""The web dashboard at / in headless Chromium or Chrome, driven by Playwright (never a downloaded browser).
 
+The browser is the system's: Debian's `chromium` (.ci/run installs it), or Chrome/Chromium where macOS
+puts them. Under CI (`CI=true`) a missing browser fails these tests instead of skipping them.
 RADIS_MLX_SCREENSHOTS=docs/screenshots saves the screenshots the README shows.
 """
 
@@ -14,9 +16,15 @@ import httpx
 import pytest
 from openai import NotFoundError
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
-CHROMIUM = Path("/usr/bin/chromium")
+BROWSERS = [
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    "/usr/bin/google-chrome",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+]
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -33,12 +41,16 @@ SLOW = 120_000  # ms: a model load or a reply on a busy CPU
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium: sudo apt-get install chromium")
+    found = next((path for path in BROWSERS if Path(path).exists()), None)
+    if found is None:
+        missing = "needs Chromium or Chrome (Debian: sudo apt-get install chromium; macOS: install Chrome)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}: .ci/run installs it, so CI must have it")
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = playwright.chromium.launch(executable_path=found, args=ARGS)
         yield chromium
         chromium.close()
 

@@ -20,9 +20,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.openai_errors import error_of
-from tests.processes import all_gone
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.errors import error_of
+from tests.support.processes import all_gone
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 PIPELINE, TENSOR, TENSOR_2 = "smollm2-pipeline", "smollm2-tensor", "smollm2-tensor-2"
 CONFIG = f"""

@@ -10,8 +10,8 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
-from tests.e2e.conftest import ENGINES
-from tests.e2e.openai_errors import error_of
+from tests.support.e2e import ENGINES
+from tests.support.errors import error_of
 
 MODEL = "minilm"  # max_inputs 64, max_batch 8
 STRICT = "minilm-strict"  # truncate = false, matryoshka = true

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.openai_errors import error_of
+from tests.support.errors import error_of
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from radis_mlx.engines.fim import render_fim
-from tests.e2e.conftest import ENGINES, FIM_TEMPLATE
-from tests.e2e.openai_errors import error_of
+from radis_mlx.generation.fim import render_fim
+from tests.support.e2e import ENGINES, FIM_TEMPLATE
+from tests.support.errors import error_of
 
 PREFIX = "def add(a, b):\n    "
 SUFFIX = "\n\nprint(add(1, 2))\n"

@@ -12,8 +12,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.processes import all_gone
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.processes import all_gone
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 MODEL = "smollm2-llamacpp"
 CONFIG = f'[models.{MODEL}]\nsource = "{STARTER_SOURCE}"\nengine = "llamacpp"\ncontext_length = 2048\n'

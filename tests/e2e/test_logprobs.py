@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tests.e2e.test_chat import FRANCE
+from tests.support.e2e import FRANCE
 
 
 def chat_logprobs(client, model, **kwargs):

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import alive
-from tests.server import free_port
+from tests.support.processes import alive
+from tests.support.server import free_port
 
 PLUGIN = Path(__file__).resolve().parents[2] / "scripts" / "radis-mlx.5s.py"
 LLAMACPP = "smollm2-llamacpp"

@@ -12,7 +12,7 @@ import anthropic
 import jsonschema_rs
 import pytest
 
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 QUESTION = "Which city is the capital of France?"
 SYSTEM = "You are terse."

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ENGINES
+from tests.support.e2e import ENGINES
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 NPM_CACHE = Path.home() / ".cache" / "radis-mlx" / "npm"

@@ -24,8 +24,8 @@ import pytest
 from openai import OpenAI
 
 from radis_mlx.config import Config
-from tests.gguf_f32 import dequantized_copy
-from tests.server import REPRODUCIBLE_LLAMACPP, RunningServer
+from tests.support.gguf_f32 import dequantized_copy
+from tests.support.server import REPRODUCIBLE_LLAMACPP, RunningServer
 
 PROMPTS = [
     "What is the capital of France?",

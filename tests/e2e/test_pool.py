@@ -9,8 +9,8 @@ import httpx
 import pytest
 from openai import APIStatusError, OpenAI
 
-from tests.processes import alive
-from tests.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
+from tests.support.processes import alive
+from tests.support.server import MINILM_SOURCE, STARTER_SOURCE, RunningServer
 
 # 0.2 GiB: the llama.cpp chat model (94 MiB + 45 MiB KV cache at 2048) or MiniLM (87 MiB), not both.
 # No prompt cache: its bound (llama.cpp's --cache-ram) would count on top.

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from openai import OpenAI
 
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 MODEL = "cached"
 CONFIG = f"""[models.cached]

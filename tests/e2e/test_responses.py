@@ -13,7 +13,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.e2e.openai_errors import error_of
+from tests.support.errors import error_of
 
 QUESTION = "Which city is the capital of France?"
 UNENFORCEABLE = {"type": "object", "dependentRequired": {"a": ["b"]}}

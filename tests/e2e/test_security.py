@@ -7,7 +7,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.server import STARTER_SOURCE, RunningServer
+from tests.support.server import STARTER_SOURCE, RunningServer
 
 CONFIG = f'[models.smollm2-mlx]\nsource = "{STARTER_SOURCE}"\nengine = "mlx"\ncontext_length = 2048\n'
 

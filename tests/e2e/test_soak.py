@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import ENGINES
+from tests.support.e2e import ENGINES
 
 SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
 

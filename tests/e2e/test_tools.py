@@ -13,8 +13,8 @@ import jsonschema_rs
 import openai
 import pytest
 
-from tests.e2e.conftest import ENGINES
-from tests.e2e.openai_errors import error_of
+from tests.support.e2e import ENGINES
+from tests.support.errors import error_of
 
 CITY = {
     "type": "object",

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from radis_mlx.config import ModelEntry
-from radis_mlx.engines import choose_engine
-from radis_mlx.engines.gguf_to_mlx import convert_gguf
-from radis_mlx.engines.mlx_distributed import check_strategy, ring_ports
+from radis_mlx.engines.distributed.engine import check_strategy, ring_ports
+from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
+from radis_mlx.engines.registry import choose_engine
 from radis_mlx.errors import UnsupportedModelError
 
 
@@ -61,8 +61,8 @@ def test_llama_pipeline_of_one_rank_is_the_plain_model(folder: Path) -> None:
     import mlx.core as mx
     from mlx_lm.utils import load_model
 
-    from radis_mlx.engines.distributed_worker import pipelined_classes
-    from radis_mlx.engines.llama_pipeline import PipelineLlama
+    from radis_mlx.engines.distributed.pipeline import PipelineLlama
+    from radis_mlx.engines.distributed.rank import pipelined_classes
 
     plain, _ = load_model(folder)
     split, _ = load_model(folder, get_model_classes=pipelined_classes)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_sampler
 
-from radis_mlx.engines.gguf_to_mlx import convert_gguf
+from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
 from radis_mlx.errors import ModelLoadError, UnsupportedModelError
 
 # Token ids llama.cpp itself gives for these strings with this GGUF (xllamacpp 2026.10.11549,

@@ -10,9 +10,10 @@ import mlx.core as mx
 import pytest
 from transformers import AutoTokenizer
 
-from radis_mlx.engines.gguf_to_mlx import convert_gguf
-from radis_mlx.engines.grammar import GrammarMask, schema_grammar
+from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
+from radis_mlx.engines.mlx.grammar_mask import GrammarMask
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.grammar import schema_grammar
 
 CITY = {
     "type": "object",

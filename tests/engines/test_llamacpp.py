@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from radis_mlx.bench.servers import processes
-from radis_mlx.config import LlamaCppSettings, ModelEntry
-from radis_mlx.engines import choose_engine
-from radis_mlx.engines.base import ChatMessage, GenerationRequest, SamplingParams
-from radis_mlx.engines.llamacpp import LlamaCppEngine
-from radis_mlx.engines.llamacpp_protocol import PENALTY_WINDOW, sampling_body
-from radis_mlx.engines.llamacpp_worker import llama_server_argv, parse_args
+from radis_mlx.config import Config, LlamaCppSettings, ModelEntry, with_overrides
+from radis_mlx.engines.llamacpp.engine import LlamaCppEngine
+from radis_mlx.engines.llamacpp.protocol import PENALTY_WINDOW, sampling_body
+from radis_mlx.engines.llamacpp.server import llama_server_argv, parse_args
+from radis_mlx.engines.registry import choose_engine
 from radis_mlx.errors import (
     ContextLengthExceeded,
     EngineUnavailableError,
     InvalidRequestError,
     ModelLoadError,
 )
+from radis_mlx.generation.types import ChatMessage, GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(temperature=0)
@@ -27,7 +27,7 @@ GREEDY = SamplingParams(temperature=0)
 # A stand-in `llama-server`: parses the flags we pass the real binary and serves them with the wheel.
 FAKE_LLAMA_SERVER = f"""#!{sys.executable}
 import argparse, sys
-from radis_mlx.engines import llamacpp_worker
+from radis_mlx.engines.llamacpp import server as llamacpp_server
 p = argparse.ArgumentParser()
 for flag in ("--model", "--host", "--port", "--ctx-size", "--parallel", "--n-gpu-layers", "--threads"):
     p.add_argument(flag)
@@ -37,10 +37,10 @@ for flag in ("--kv-unified", "--no-webui", "--embedding", "--jinja", "--no-jinja
 a = p.parse_args()
 assert a.host == "127.0.0.1" and a.kv_unified and a.jinja, sys.argv
 assert a.cache_ram == "3", sys.argv  # listed in this stand-in's --help, so it is passed
-args = llamacpp_worker.parse_args(["--model", a.model, "--port", a.port, "--ctx-size", a.ctx_size,
+args = llamacpp_server.parse_args(["--model", a.model, "--port", a.port, "--ctx-size", a.ctx_size,
                                    "--parallel", a.parallel, "--gpu-layers", a.n_gpu_layers,
                                    "--cache-ram", a.cache_ram])
-llamacpp_worker.serve_with_wheel(args)
+llamacpp_server.serve_with_wheel(args)
 """
 
 
@@ -74,8 +74,8 @@ def test_the_wheel_serves_unless_a_binary_is_configured(monkeypatch, tmp_path):
     engine = LlamaCppEngine(
         "m", Path("m.gguf"), context_length=512, settings=settings, prompt_cache_bytes=64 << 20
     )
-    argv = engine.worker_argv(4321)
-    assert argv[1:3] == ["-m", "radis_mlx.engines.llamacpp_worker"] and "--exec" not in argv
+    argv = engine.child_argv(4321)
+    assert argv[1:3] == ["-m", "radis_mlx.engines.llamacpp.server"] and "--exec" not in argv
     parsed = parse_args(argv[3:])
     assert (parsed.port, parsed.ctx_size, parsed.parallel, parsed.threads) == (4321, 512, 4, 3)
     assert parsed.cache_ram == 64  # llama.cpp's RAM prompt cache bounded by our prompt cache setting
@@ -84,10 +84,11 @@ def test_the_wheel_serves_unless_a_binary_is_configured(monkeypatch, tmp_path):
     binary = tmp_path / "llama-server"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    assert engine.worker_argv(1)[-2:] == ["--exec", str(binary)]  # found on PATH
+    assert engine.child_argv(1)[-2:] == ["--exec", str(binary)]  # found on PATH
     monkeypatch.setenv("RADIS_LLAMA_SERVER", "/no/such/llama-server")
+    engine.settings = with_overrides(Config()).engines.llamacpp  # the environment, merged by config
     with pytest.raises(ModelLoadError, match="not found"):
-        engine.worker_argv(1)
+        engine.child_argv(1)
 
 
 def test_llama_server_command_line():

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from radis_mlx.engines import supervisor
-from radis_mlx.engines.supervisor import ChildProcess
+from radis_mlx.engines.child import supervisor
+from radis_mlx.engines.child.supervisor import ChildProcess
 from radis_mlx.errors import ModelLoadError
 
 pytestmark = pytest.mark.anyio

@@ -12,11 +12,11 @@ from functools import partial
 import pytest
 
 from radis_mlx.config import Config
-from radis_mlx.engines.base import GenerationRequest, SamplingParams
-from radis_mlx.engines.batching import Job
-from radis_mlx.engines.mlx_llm import MlxLlmEngine
-from radis_mlx.engines.sampling import sampling
+from radis_mlx.engines.mlx.batching import Job
+from radis_mlx.engines.mlx.llm import MlxLlmEngine
+from radis_mlx.engines.mlx.sampling import sampling
 from radis_mlx.errors import EngineError
+from radis_mlx.generation.types import GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.anyio
 
@@ -134,7 +134,7 @@ async def test_a_failing_logits_processor_fails_its_request_only(engine):
     job = Job(engine._tokenizer.encode(PROMPTS[0]), 6, sampler, [*processors, broken])
     healthy = asyncio.ensure_future(run(engine, request(PROMPTS[1], max_tokens=6)))
     assert engine._scheduler is not None
-    failing = engine._worker.stream(partial(engine._scheduler.submit, job))
+    failing = engine._thread.stream(partial(engine._scheduler.submit, job))
     with pytest.raises(EngineError, match="always fails"):
         async for _ in failing:
             pass
@@ -153,7 +153,7 @@ async def test_embeddings_run_between_decode_steps(engine):
 def test_a_seeded_sampler_draws_from_its_own_key_not_the_global_random_state():
     import mlx.core as mx
 
-    from radis_mlx.engines.sampling import Sampler
+    from radis_mlx.engines.mlx.sampling import Sampler
 
     uniform = mx.log(mx.ones((1, 50)) / 50)
     draws = []

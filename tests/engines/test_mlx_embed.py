@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from radis_mlx.engines.mlx_embed import MlxEmbedEngine
+from radis_mlx.engines.mlx.embed import MlxEmbedEngine
 from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError
 
 pytestmark = pytest.mark.anyio

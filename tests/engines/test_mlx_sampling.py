@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from radis_mlx.engines.base import SamplingParams
-from radis_mlx.engines.mlx_llm import _sampling
+from radis_mlx.engines.mlx.llm import _sampling
+from radis_mlx.generation.types import SamplingParams
 
 
 def apply(processors, tokens, logits):

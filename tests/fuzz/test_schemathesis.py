@@ -12,27 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from radis_mlx.app import create_app
-from radis_mlx.config import Config, ModelEntry, ServerSettings
-from radis_mlx.errors import ModelLoadError
-from radis_mlx.pool import ModelPool
-from tests.fakes import FakeEngine
-
-
-def fake_app():
-    server = ServerSettings(allowed_hosts=["localhost", "testserver", "testserver.local"])
-    config = Config(server=server, models={"fake": ModelEntry(source="/nowhere")})
-
-    async def factory(model_id, entry):
-        return FakeEngine(context_length=4096)
-
-    def no_download(source, progress=None):
-        raise ModelLoadError(f"the fuzz app downloads nothing ({source})")
-
-    pool = ModelPool(config, factory=factory)
-    pool.store.materialize = no_download  # pulls of generated ids must never reach the network
-    return create_app(config, pool)
-
+from tests.support.fakes import fake_app
 
 schema = schemathesis.openapi.from_asgi("/openapi/openapi.json", fake_app())
 

@@ -6,12 +6,13 @@ import asyncio
 
 import pytest
 
-from radis_mlx.admission import MLX_CONCURRENCY, Admission, admission_for
 from radis_mlx.config import Config, EngineSettings, LlamaCppSettings, ModelEntry, PoolSettings
-from radis_mlx.engines.base import GenerationRequest
+from radis_mlx.engines.registry import MLX_CONCURRENCY
 from radis_mlx.errors import QueueFullError, QueueTimeoutError
+from radis_mlx.generation.types import GenerationRequest
 from radis_mlx.pool import ModelPool
-from tests.fakes import FakeEngine
+from radis_mlx.pool.admission import Admission, admission_for
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 

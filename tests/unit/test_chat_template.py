@@ -1,4 +1,4 @@
-"""engines/chat_template.py: where a model's template is read from, and messages as templates take them."""
+"""Chat templates: where a model's is read from (store/templates.py), messages as templates take them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import gguf
 import pytest
 
-from radis_mlx.engines.base import ChatMessage, ToolCall
-from radis_mlx.engines.chat_template import read_chat_template, template_messages
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.chat_template import template_messages
+from radis_mlx.generation.types import ChatMessage, ToolCall
+from radis_mlx.store.templates import read_chat_template
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 

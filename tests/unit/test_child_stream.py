@@ -1,4 +1,4 @@
-"""engines/child_stream.py against a loopback server that answers with canned bytes, on both event
+"""engines/child/stream.py against a loopback server that answers with canned bytes, on both event
 loops radis-mlx runs on (uvicorn picks uvloop when it is installed)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from radis_mlx.engines.child_stream import ChildConnectionError, post_stream
+from radis_mlx.engines.child.stream import ChildConnectionError, post_stream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -7,11 +7,11 @@ import struct
 
 import pytest
 
-from radis_mlx.budget import estimate, kv_cache_bytes
 from radis_mlx.config import Config, ModelEntry, PoolSettings, ServerSettings
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelLoadError
 from radis_mlx.pool import ModelPool, ModelState
-from tests.unit.test_store import offline_hub
+from radis_mlx.pool.budget import estimate, kv_cache_bytes
+from tests.support.hub import offline_hub
 
 pytestmark = pytest.mark.anyio
 

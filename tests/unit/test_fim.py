@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from radis_mlx.config import Config
-from radis_mlx.engines.fim import detect_fim_template, read_fim_template, render_fim
+from radis_mlx.generation.fim import render_fim
+from radis_mlx.store.templates import detect_fim_template, read_fim_template
 
 COMMON = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "def", "Ġadd", "<file_sep>", "<repo_name>"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from radis_mlx.engines.base import TokenLogprob
-from radis_mlx.engines.logprobs import LogprobQueue
+from radis_mlx.generation.logprobs import LogprobQueue
+from radis_mlx.generation.types import TokenLogprob
 
 
 def token(raw: bytes) -> TokenLogprob:

@@ -9,7 +9,7 @@ import pytest
 from radis_mlx.config import Config, ModelEntry
 from radis_mlx.errors import ModelLoadError, ModelNotFoundError
 from radis_mlx.pool import ModelPool, ModelState
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 

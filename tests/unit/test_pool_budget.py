@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from radis_mlx.budget import GIB, Estimate
 from radis_mlx.config import Config, ModelEntry, PoolSettings
 from radis_mlx.errors import ModelTooLargeError
 from radis_mlx.pool import ModelPool, ModelState
-from tests.fakes import FakeEngine
+from radis_mlx.pool.budget import GIB, Estimate
+from tests.support.fakes import FakeEngine
 
 pytestmark = pytest.mark.anyio
 

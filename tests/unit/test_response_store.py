@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from radis_mlx.api.response_store import ResponseStore
-from radis_mlx.engines.base import ChatMessage
-from radis_mlx.schemas.responses import Response
+from radis_mlx.api.openai.response_store import ResponseStore
+from radis_mlx.generation.types import ChatMessage
+from radis_mlx.schemas.response import Response
 
 
 def response(response_id: str) -> Response:

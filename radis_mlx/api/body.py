@@ -1,0 +1,29 @@
+"""Request bodies decoded strictly into schemas (errors carry msgspec's path), and the ids we hand out."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TypeVar
+
+import msgspec
+
+from radis_mlx.errors import InvalidRequestError
+
+T = TypeVar("T")
+_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def decode_body(body: bytes, model: type[T]) -> T:
+    """Decode a JSON body strictly; errors carry msgspec's path as the OpenAI `param`."""
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        match = _PATH.search(str(exc))
+        raise InvalidRequestError(str(exc), param=match.group(1) if match else None) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"We could not parse the JSON body of your request: {exc}") from None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"

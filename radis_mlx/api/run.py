@@ -1,0 +1,42 @@
+"""A request's generations under its model's lease: streamed (open_stream) or collected (run_collected)."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+from radis_mlx.api.metrics import count_generated_tokens
+from radis_mlx.api.sse import Started, started
+from radis_mlx.generation.runner import Generate, Outcome, collect_all, generate_until
+from radis_mlx.generation.types import GenerationRequest
+
+if TYPE_CHECKING:
+    from radis_mlx.pool import ModelPool
+
+
+async def open_stream(
+    pool: ModelPool, model: str, ttl: float | None, generation: GenerationRequest
+) -> tuple[AsyncExitStack, Generate, Started]:
+    """Lease the model and start `generation` for a streaming response (see `started`).
+
+    The stack holds the lease: the event writer closes it when the stream ends. `generate` runs
+    further generations (more choices) under the same lease and deadline.
+    """
+    stack = AsyncExitStack()
+    try:
+        engine = await stack.enter_async_context(pool.acquire(model, ttl=ttl))
+        generate = generate_until(engine, pool.config.server.request_timeout, count_generated_tokens)
+        first = await started(generate(generation), pool.config.server.stream_grace)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return stack, generate, first
+
+
+async def run_collected(
+    pool: ModelPool, model: str, ttl: float | None, generations: list[GenerationRequest]
+) -> list[Outcome]:
+    """Lease the model and run every generation to its end (a non-streaming response)."""
+    async with pool.acquire(model, ttl=ttl) as engine:
+        generate = generate_until(engine, pool.config.server.request_timeout, count_generated_tokens)
+        return await collect_all(generate, generations)

@@ -1,0 +1,75 @@
+"""What the commands share: finding the config and the server, rich tables, JSON output, options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from radis_mlx.cli.client import ServerClient
+from radis_mlx.config import ENV_CONFIG, Config, ConfigError, config_path, env_api_keys, load_config
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="models.toml (default ./models.toml or $RADIS_MLX_CONFIG; optional here).",
+)
+URL_OPTION = click.option(
+    "--url", default=None, help="The running server (default: host and port of the config)."
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def config_or_usage(path: Path | None) -> Config:
+    """The config at path, $RADIS_MLX_CONFIG or ./models.toml; a usage error when there is none."""
+    found = config_path(path)
+    if found is None or not found.exists():
+        where = found or "models.toml"
+        raise click.UsageError(f"no {where} here; pass --config PATH or set {ENV_CONFIG}")
+    try:
+        return load_config(found)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def optional_config(path: Path | None) -> Config:
+    """As config_or_usage, but the defaults when no models.toml is around."""
+    return Config() if config_path(path) is None else config_or_usage(path)
+
+
+def server_url(config: Config, url: str | None) -> str:
+    """The running server's base URL: --url, else the config's host and port."""
+    host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return (url or f"http://{host}:{config.server.port}").rstrip("/")
+
+
+def server_client(config_path: Path | None, url: str | None, timeout: float = 30) -> ServerClient:
+    """A client for the running server, with the first key of $RADIS_API_KEY."""
+    key = next(iter(env_api_keys()), None)
+    return ServerClient(server_url(optional_config(config_path), url), key, timeout)
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console; piped output keeps whole rows (no wrapping at 80 columns) for grep and awk."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 1000, highlight=False)
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    """A borderless table on stdout: one row per line, first column first."""
+    grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for name in header:
+        grid.add_column(name, no_wrap=True)
+    for row in rows:
+        grid.add_row(*row)
+    console().print(grid)
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2))

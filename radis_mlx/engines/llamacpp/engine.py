@@ -1,0 +1,226 @@
+"""GGUF models on llama.cpp: its own HTTP server in a supervised child, proxied over loopback.
+
+A generation is one streamed request: chat messages go to the child's /v1/chat/completions
+(templated there with the GGUF's jinja template, reasoning left in the text), raw prompts to its
+/completion; the text is exactly what the model produced and the counts are llama.cpp's own. The
+JSON it speaks lives in protocol.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from radis_mlx.config import LlamaCppSettings
+from radis_mlx.engines.base import EngineInfo
+from radis_mlx.engines.child.engine import ChildEngine
+from radis_mlx.engines.child.stream import ChildConnectionError
+from radis_mlx.engines.llamacpp.protocol import (
+    Models,
+    chat_event,
+    child_error,
+    completion_event,
+    constraint_body,
+    sampling_body,
+)
+from radis_mlx.errors import (
+    ModelLoadError,
+)
+from radis_mlx.generation.chat_template import template_messages, template_tools
+from radis_mlx.generation.logprobs import LogprobQueue
+from radis_mlx.generation.stops import StopBuffer
+from radis_mlx.generation.types import (
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    check_token_ids,
+    completion_room,
+)
+
+log = logging.getLogger(__name__)
+
+
+def find_llama_server(settings: LlamaCppSettings) -> str | None:
+    """A configured or installed `llama-server` binary, if there is one."""
+    configured = settings.binary  # models.toml's, or $RADIS_LLAMA_SERVER (config.with_overrides)
+    if configured:
+        found = shutil.which(configured) or (configured if Path(configured).is_file() else None)
+        if found is None:
+            raise ModelLoadError(f"llama-server binary not found: {configured}")
+        return found
+    return shutil.which("llama-server")
+
+
+class LlamaCppEngine(ChildEngine):
+    """One GGUF model served by a llama.cpp child process."""
+
+    child_noun = "the llama.cpp process"
+
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        *,
+        context_length: int | None,
+        settings: LlamaCppSettings,
+        embedding: bool = False,
+        chat_template: str | None = None,
+        prompt_cache_bytes: int = 0,
+    ) -> None:
+        self.model_id = model_id
+        self.prompt_cache_bytes = prompt_cache_bytes
+        self.template_override = chat_template
+        self.path = path
+        self.settings = settings
+        self.embedding = embedding
+        self.info = EngineInfo(name="llamacpp", context_length=context_length or 0)
+        super().__init__(f"llama.cpp[{model_id}]")
+        self._vocab = 0
+        self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
+
+    def child_argv(self, port: int) -> list[str]:
+        """The command that starts our child on a port."""
+        s = self.settings
+        argv = [sys.executable, "-m", "radis_mlx.engines.llamacpp.server", "--model", str(self.path)]
+        argv += ["--port", str(port), "--parent-pid", str(os.getpid())]
+        argv += ["--ctx-size", str(self.info.context_length), "--parallel", str(s.parallel)]
+        argv += ["--threads", str(s.threads or 0), "--gpu-layers", str(s.gpu_layers)]
+        # llama.cpp keeps evicted slots' prompts in RAM up to 8 GiB by default, outside our memory budget:
+        # bound it by the prompt cache setting, which the pool counts (rounded down to whole MiB).
+        argv += ["--cache-ram", str(self.prompt_cache_bytes // 2**20)]
+        argv += ["--embedding"] if self.embedding else []
+        argv += [] if s.jinja else ["--no-jinja"]
+        argv += [] if s.flash_attn else ["--no-flash-attn"]
+        argv += ["--chat-template", self.template_override] if self.template_override else []
+        binary = find_llama_server(s)
+        self._llguidance = binary is None
+        return [*argv, "--exec", binary] if binary else argv
+
+    async def start(self) -> None:
+        await self.child.start(self.child_argv, timeout=self.settings.start_timeout)
+        # No pool limits: every parallel slot of the child may be streaming at once.
+        self._client = httpx.AsyncClient(
+            base_url=self.child.base_url,
+            timeout=httpx.Timeout(30.0, read=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        try:
+            response = await self._client.get("/v1/models")
+            meta = msgspec.json.decode(response.content, type=Models).data[0].meta
+        except (httpx.HTTPError, msgspec.DecodeError, IndexError) as exc:
+            await self.close()
+            raise ModelLoadError(f"llama.cpp did not describe {self.path.name}: {exc}") from exc
+        self._vocab = meta.n_vocab
+        # llama.cpp pads n_ctx up (to 256); the configured limit stays the one we enforce.
+        configured = self.info.context_length or meta.n_ctx
+        self.info.context_length = min(configured, meta.n_ctx, meta.n_ctx_train)
+        self.info.size_bytes = meta.size or self.path.stat().st_size
+        self.info.details = {"format": "gguf", "pid": str(self.child.pid), "port": str(self.child.port)}
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        if not self.embedding:
+            return await super().embed(inputs)
+        for tokens in inputs:
+            if isinstance(tokens, list):
+                self._check_token_ids(tokens, "input")
+        reply = await self._post("/v1/embeddings", {"input": inputs, "encoding_format": "float"}, "input")
+        data = sorted(reply["data"], key=lambda item: item["index"])
+        return EmbeddingResult([item["embedding"] for item in data], int(reply["usage"]["prompt_tokens"]))
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._check_token_ids(tokens, "prompt")
+        reply = await self._post("/detokenize", {"tokens": tokens})
+        return str(reply["content"])
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
+        body = {
+            **sampling_body(request.sampling),
+            "stop": request.stop,
+            "stream": True,
+            "return_progress": True,
+        }
+        body.update(cache_prompt=self.settings.cache_prompt, n_predict=request.max_tokens or -1)
+        if request.messages is not None and (request.tools or request.assistant_prefix):
+            # The child's template renders the tools, but calls are ours to constrain and parse (its chat
+            # endpoint would parse them its own way): the rendered prompt goes to /completion.
+            path, parse, param = "/completion", completion_event, "messages"
+            body["prompt"] = await self._render(request) + request.assistant_prefix
+        elif request.messages is not None:
+            # One request: the child templates the messages itself (its /apply-template costs a round trip).
+            path, parse, param = "/v1/chat/completions", chat_event, "messages"
+            body["messages"] = template_messages(request.messages, object_arguments=False)
+            # Raw text, as MLX gives it: no reasoning split, and the counts in a final usage event.
+            body.update(reasoning_format="none", stream_options={"include_usage": True})
+        else:
+            path, parse, param = "/completion", completion_event, "prompt"
+            if isinstance(request.prompt, list):
+                self._check_token_ids(request.prompt, "prompt")
+            body["prompt"] = request.prompt or ""
+        chat = path == "/v1/chat/completions"
+        body.update(constraint_body(request.json_schema, request.logprobs, chat, self._llguidance))
+        stops = StopBuffer(request.stop)
+        scored = LogprobQueue() if request.logprobs is not None else None
+        finish: str | None = None
+        checked = False
+        try:
+            async with await self._post_stream(path, msgspec.json.encode(body)) as response:
+                if response.status != 200:
+                    raise child_error(response.status, await response.read(), param)
+                async for line in response.lines():
+                    if line.startswith(b"error:"):
+                        raise child_error(500, line[6:], param)
+                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                        continue
+                    event = parse(line[6:])
+                    if not checked and event.prompt_total is not None:
+                        # The first event names the prompt's length before any of it is evaluated.
+                        context = self.info.context_length
+                        completion_room(context, event.prompt_total, request.max_tokens, param)
+                        checked = True
+                    text = stops.feed(event.text)
+                    finish = event.finish or finish
+                    if scored is not None:
+                        for entry in event.logprobs or []:
+                            entry.top = entry.top[: request.logprobs]
+                            scored.add(entry)
+                    if event.usage is not None:
+                        finish = "stop" if stops.stopped else finish or "stop"
+                        text += stops.flush()
+                        chunk = GenerationChunk(text, finish, *event.usage)
+                        chunk.cached_tokens = event.cached
+                        chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
+                        yield chunk
+                        return
+                    if text:
+                        yield GenerationChunk(text, logprobs=scored.take(text) if scored else None)
+        except ChildConnectionError as exc:
+            raise self._unavailable(exc) from exc
+        raise self._unavailable(None)
+
+    async def _render(self, request: GenerationRequest) -> str:
+        """The prompt the child's chat template makes of messages and tools."""
+        body = {"messages": template_messages(request.messages or [], object_arguments=False)}
+        body["tools"] = template_tools(request.tools or [])
+        return str((await self._post("/apply-template", body, "messages"))["prompt"])
+
+    def _check_token_ids(self, tokens: list[int], param: str) -> None:
+        check_token_ids(tokens, self._vocab, param)
+
+    async def _post(self, path: str, body: dict[str, Any], param: str = "prompt") -> dict[str, Any]:
+        try:
+            response = await self._require_client().post(path, json=body)
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        if response.status_code != 200:
+            raise child_error(response.status_code, response.content, param)
+        reply: dict[str, Any] = response.json()
+        return reply

@@ -1,0 +1,189 @@
+"""LLMs on MLX through mlx-lm: MLX-format folders, and GGUF files converted once on load."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from radis_mlx.engines.base import EngineInfo
+from radis_mlx.engines.mlx.batching import BatchScheduler, Job
+from radis_mlx.engines.mlx.grammar_mask import GrammarMask
+from radis_mlx.engines.mlx.prompt import (
+    GuidanceTokenizer,
+    keep_leading_space,
+    prompt_param,
+    prompt_tokens,
+    trained_context,
+)
+from radis_mlx.engines.mlx.sampling import sampling as _sampling
+from radis_mlx.engines.mlx.thread import Emitter, ModelThread, ThreadedEngine
+from radis_mlx.errors import (
+    ContextLengthExceeded,
+    EngineUnavailableError,
+    InvalidRequestError,
+    ModelLoadError,
+    RadisError,
+)
+from radis_mlx.generation.grammar import schema_grammar
+from radis_mlx.generation.types import (
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    TokenLogprob,
+    check_token_ids,
+    completion_room,
+)
+
+log = logging.getLogger(__name__)
+
+
+class MlxLlmEngine(ThreadedEngine):
+    """mlx-lm's model and tokenizer, owned by one model thread that steps a BatchScheduler."""
+
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        *,
+        context_length: int | None,
+        cache_dir: Path,
+        prompt_cache_bytes: int = 0,
+    ) -> None:
+        self.model_id = model_id
+        self.path = path
+        self.cache_dir = cache_dir
+        self.prompt_cache_bytes = prompt_cache_bytes
+        self.info = EngineInfo(name="mlx", context_length=context_length or 0)
+        self._thread = ModelThread(name=f"mlx:{model_id}")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._guidance: GuidanceTokenizer | None = None
+        self._scheduler: BatchScheduler | None = None
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._thread.stream(partial(self._generate, request))
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._check_token_ids(tokens, "prompt")
+        return await self._thread.call(self._tokenizer.decode, tokens)
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        """Mean-pooled, L2-normalized last hidden state per input (entries with embeddings = true)."""
+        return await self._thread.call(self._embed, inputs)
+
+    def stats(self) -> dict[str, int]:
+        return self._scheduler.stats() if self._scheduler is not None else {}
+
+    # Everything below runs on the model thread.
+
+    def _load(self) -> None:
+        import mlx.core as mx
+        import mlx.utils
+        import mlx_lm
+
+        folder = self.path
+        if folder.suffix == ".gguf":
+            from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
+
+            folder = convert_gguf(folder, self.cache_dir)
+        try:
+            loaded = mlx_lm.load(str(folder))
+            self._model, self._tokenizer = loaded[0], loaded[1]
+            keep_leading_space(self._tokenizer)
+            self._guidance = GuidanceTokenizer(self._tokenizer)
+        except RadisError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"mlx-lm could not load {self.path.name}: {exc}") from exc
+        trained = trained_context(folder)
+        limit = self.info.context_length
+        self.info.context_length = min(limit, trained) if limit else trained
+        parameters: list[tuple[str, Any]] = mlx.utils.tree_flatten(self._model.parameters())  # type: ignore[assignment]
+        self.info.size_bytes = sum(v.nbytes for _, v in parameters)
+        self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
+        mx.eval(self._model.parameters())
+        self._scheduler = BatchScheduler(
+            self._model, self._tokenizer, prompt_cache_bytes=self.prompt_cache_bytes, score=self._score
+        )
+        self._thread.stepper = self._scheduler
+
+    def _unload(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.close()
+        self._thread.stepper = self._scheduler = None
+        super()._unload()
+
+    def _check_token_ids(self, tokens: list[int], param: str) -> None:
+        vocab = len(self._tokenizer.vocab) if self._tokenizer is not None else 0
+        check_token_ids(tokens, vocab, param)
+
+    def _generate(self, request: GenerationRequest, emitter: Emitter[GenerationChunk]) -> None:
+        """Validate and join the batch; the scheduler streams the chunks and finishes the emitter."""
+        if self._scheduler is None:
+            raise EngineUnavailableError("the model is not loaded")
+        prompt = prompt_tokens(self._tokenizer, request, self.chat_template)
+        max_tokens = completion_room(
+            self.info.context_length, len(prompt), request.max_tokens, prompt_param(request)
+        )
+        self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
+        sampler, processors = _sampling(request.sampling)
+        if request.json_schema is not None:
+            # Last, so no bias or penalty can bring back a token the grammar forbids.
+            grammar = schema_grammar(request.json_schema)
+            processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
+        job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
+        self._scheduler.submit(job, emitter)
+
+    def _llguidance_tokenizer(self) -> Any:
+        assert self._guidance is not None
+        return self._guidance.get()
+
+    def _score(self, token: int, logprobs: Any, top: int) -> TokenLogprob:
+        """The chosen token's logprob and the `top` most likely tokens, from mlx-lm's log-softmax."""
+        import mlx.core as mx
+
+        logprobs = logprobs.astype(mx.float32)
+        alternatives: list[TokenLogprob] = []
+        if top:
+            ids = mx.argpartition(-logprobs, kth=top - 1)[:top]
+            values = logprobs[ids]
+            order = mx.argsort(-values)
+            top_ids: list[int] = ids[order].tolist()  # type: ignore[assignment]
+            top_values: list[float] = values[order].tolist()
+            for tid, value in zip(top_ids, top_values, strict=True):
+                if value != float("-inf"):  # a token the grammar forbids is no alternative
+                    alternatives.append(self._token_logprob(tid, value))
+        entry = self._token_logprob(token, logprobs[token].item())
+        entry.top = alternatives
+        return entry
+
+    def _token_logprob(self, token: int, logprob: float) -> TokenLogprob:
+        raw = self._llguidance_tokenizer().decode_bytes([token])
+        return TokenLogprob(raw.decode(errors="replace"), logprob, raw)
+
+    def _embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
+        import mlx.core as mx
+
+        backbone = getattr(self._model, "model", None)
+        if backbone is None:
+            raise InvalidRequestError("this model exposes no hidden states to embed", param="model")
+        vectors, total = [], 0
+        # One input per pass: no padding or mask to get wrong for a causal model.
+        items: list[str | list[int]] = list(inputs)
+        for index, item in enumerate(items):
+            tokens: list[int] = list(self._tokenizer.encode(item)) if isinstance(item, str) else list(item)
+            self._check_token_ids(tokens, "input")
+            if len(tokens) > self.info.context_length:
+                raise ContextLengthExceeded(
+                    f"input[{index}] has {len(tokens)} tokens; this model's maximum is "
+                    f"{self.info.context_length} tokens",
+                    param="input",
+                )
+            pooled = backbone(mx.array(tokens)[None])[0].astype(mx.float32).mean(axis=0)
+            pooled = pooled / mx.maximum(mx.linalg.norm(pooled), 1e-12)
+            vectors.append(pooled.tolist())
+            total += len(tokens)
+        return EmbeddingResult(vectors, total)

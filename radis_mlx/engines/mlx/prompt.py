@@ -1,0 +1,85 @@
+"""A request's prompt as an mlx-lm tokenizer sees it: the one preparation every MLX engine shares.
+
+The single-process engine (llm.py) and rank 0 of a distributed group (distributed/leader.py) both
+turn a GenerationRequest into prompt tokens, check token ids and build the grammar mask here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+
+from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.chat_template import template_messages, template_tools
+from radis_mlx.generation.types import GenerationRequest, check_token_ids
+
+
+def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
+    """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
+    messages = template_messages(request.messages or [], object_arguments=True)
+    options: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+    if request.tools:
+        options["tools"] = template_tools(request.tools)
+    own = tokenizer.chat_template
+    if template is not None and template not in (own.values() if isinstance(own, dict) else [own]):
+        options["chat_template"] = template  # an override; else transformers picks among the model's own
+    try:
+        text = tokenizer.apply_chat_template(messages, **options)
+    except (TemplateError, TypeError, ValueError) as exc:  # also the template's own raise_exception()
+        raise InvalidRequestError(
+            f"the chat template rejected these messages: {exc}", param="messages"
+        ) from exc
+    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+
+
+def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
+    """The prompt's tokens: templated messages, an encoded string, or checked token ids."""
+    if request.messages is not None:
+        return render_tokens(tokenizer, request, template)
+    if isinstance(request.prompt, str):
+        return list(tokenizer.encode(request.prompt))
+    tokens = list(request.prompt or [])
+    check_token_ids(tokens, len(tokenizer.vocab), "prompt")
+    return tokens
+
+
+def prompt_param(request: GenerationRequest) -> str:
+    """The request field a prompt-length error names."""
+    return "messages" if request.messages is not None else "prompt"
+
+
+class GuidanceTokenizer:
+    """llguidance's view of an mlx-lm tokenizer, built on first use (it walks the whole vocabulary)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._built: Any = None
+
+    def get(self) -> Any:
+        if self._built is None:
+            import llguidance.hf
+
+            self._built = llguidance.hf.from_tokenizer(self._tokenizer._tokenizer)
+        return self._built
+
+
+def trained_context(folder: Path) -> int:
+    """The context length an MLX model folder was trained for (config.json)."""
+    config = json.loads((folder / "config.json").read_text())
+    return int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)
+
+
+def keep_leading_space(tokenizer: Any) -> None:
+    """Stream ' Paris' after 'The capital of France is', as OpenAI and llama.cpp do.
+
+    mlx-lm's streaming detokenizers drop the first token's leading space (right for a chat
+    reply shown alone, wrong for a completion that continues its prompt).
+    """
+    detokenizer = tokenizer._detokenizer  # per-request copies are made from this one
+    if hasattr(detokenizer, "trim_space"):
+        detokenizer.trim_space = False
+    if hasattr(detokenizer, "_maybe_trim_space"):
+        detokenizer._maybe_trim_space = lambda text: text

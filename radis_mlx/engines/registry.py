@@ -1,0 +1,87 @@
+"""Which engine serves a model entry, and building it (the registry of engine families)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from radis_mlx.config import Config, ModelEntry
+from radis_mlx.engines.base import Engine
+from radis_mlx.errors import UnsupportedModelError
+
+
+def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
+    """Which engine serves this entry, and why (logged at load)."""
+    if entry.distributed is not None:
+        return "mlx-distributed", "distributed = {...} in models.toml"
+    if entry.engine != "auto":
+        return entry.engine, "engine set in models.toml"
+    if path.suffix.lower() != ".gguf":
+        return "mlx", "engine = auto and the source is MLX-format"
+    if entry.kind != "llm":
+        return "mlx", "engine = auto and radis-mlx runs embedding models on MLX only"
+    host = f"{platform.system()} {platform.machine()}"
+    if host == "Darwin arm64":
+        return "mlx", f"engine = auto and a GGUF source on {host} (converted to MLX once)"
+    return "llamacpp", f"engine = auto and a GGUF source on {host}, where MLX has no GPU"
+
+
+# The MLX engine's in-service default: the decode batch of its BatchGenerator (engines/mlx/batching.py).
+MLX_CONCURRENCY = 32
+
+
+def default_concurrency(entry: ModelEntry, path: Path, config: Config) -> int:
+    """Requests one model serves at once when models.toml sets no max_concurrent: its engine's parallelism."""
+    engine, _ = choose_engine(entry, path)
+    return config.engines.llamacpp.parallel if engine == "llamacpp" else MLX_CONCURRENCY
+
+
+def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) -> Engine:
+    """Build (not start) the engine for a materialized model."""
+    name, _ = choose_engine(entry, path)
+    if entry.kind == "llm" and name == "mlx-distributed" and entry.distributed is not None:
+        from radis_mlx.engines.distributed.engine import MlxDistributedEngine
+
+        return MlxDistributedEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            settings=entry.distributed,
+            base_dir=Path(config.base_dir),
+            cache_dir=config.cache_dir,
+        )
+    if entry.kind == "llm" and name == "mlx":
+        from radis_mlx.engines.mlx.llm import MlxLlmEngine
+
+        return MlxLlmEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            cache_dir=config.cache_dir,
+            prompt_cache_bytes=config.prompt_cache_bytes(entry),
+        )
+    if entry.kind == "embedding" and name == "mlx":
+        from radis_mlx.engines.mlx.embed import MlxEmbedEngine
+
+        return MlxEmbedEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            max_batch=entry.max_batch,
+            truncate=entry.truncate,
+        )
+    if entry.kind == "llm" and name == "llamacpp":
+        if path.suffix.lower() != ".gguf":
+            raise UnsupportedModelError(f"llama.cpp serves GGUF files; {path.name} is not one", param="model")
+        from radis_mlx.engines.llamacpp.engine import LlamaCppEngine
+
+        return LlamaCppEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            settings=config.engines.llamacpp,
+            embedding=entry.embeddings,
+            chat_template=entry.chat_template,
+            prompt_cache_bytes=config.prompt_cache_bytes(entry),
+        )
+    raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

@@ -1,0 +1,121 @@
+"""Driving an engine for one HTTP request: tools, one deadline, n choices, and collected outcomes.
+
+Every API family runs its generations through `generate_until`: the engine's stream with tool calling
+around it (tools.with_tools) and the request's deadline on every chunk. Non-streaming routes then
+`collect` the chunks; several choices or prompts run at once with `collect_all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from radis_mlx.errors import EngineError, RequestTimeoutError
+from radis_mlx.generation.tools import with_tools
+from radis_mlx.generation.types import (
+    GenerationChunk,
+    GenerationRequest,
+    TextGenerator,
+    TokenLogprob,
+    ToolCall,
+)
+
+Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
+
+
+@dataclass
+class Outcome:
+    """A finished generation, collected."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
+    cached_tokens: int = 0  # of prompt_tokens, reused from the prompt cache
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationRequest]:
+    """One generation per choice; a fixed seed is offset so choices differ yet stay reproducible."""
+    seed = generation.sampling.seed
+    if n == 1 or seed is None:
+        return [generation] * n
+    return [
+        dataclasses.replace(generation, sampling=dataclasses.replace(generation.sampling, seed=seed + i))
+        for i in range(n)
+    ]
+
+
+async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
+    """Run a generation to its end."""
+    pieces: list[str] = []
+    logprobs: list[TokenLogprob] | None = None
+    calls: list[ToolCall] = []
+    async for chunk in stream:
+        pieces.append(chunk.text)
+        calls += chunk.tool_calls or []
+        if chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
+        if chunk.finish_reason is not None:
+            text = "".join(pieces)
+            counts = chunk.prompt_tokens, chunk.completion_tokens
+            return Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
+    raise EngineError("the engine ended the generation without a finish reason")
+
+
+async def collect_all(generate: Generate, generations: list[GenerationRequest]) -> list[Outcome]:
+    """Run every generation at once (n choices, several prompts: one batch on MLX), in order.
+
+    All of them finish before the first error is raised, so none outlives the request's model lease.
+    """
+    results = await asyncio.gather(*(collect(generate(g)) for g in generations), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+if sys.version_info >= (3, 11):
+
+    async def _next_before(stream: AsyncIterator[GenerationChunk], deadline: float) -> GenerationChunk:
+        # A timer on this task, where wait_for would start a task per chunk (per token, when streaming).
+        async with asyncio.timeout_at(deadline):
+            return await anext(stream)
+
+else:
+
+    async def _next_before(stream: AsyncIterator[GenerationChunk], deadline: float) -> GenerationChunk:
+        remaining = deadline - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(anext(stream), max(remaining, 0))
+
+
+def generate_until(
+    engine: TextGenerator, timeout: float, on_finish: Callable[[int], None] | None = None
+) -> Generate:
+    """engine.generate with tool calling, bounded by one deadline for the whole HTTP request.
+
+    `on_finish` gets each finished generation's completion tokens (the server's counters).
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+
+    async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
+        try:
+            while True:
+                try:
+                    chunk = await _next_before(stream, deadline)
+                except StopAsyncIteration:
+                    return
+                except asyncio.TimeoutError:
+                    raise RequestTimeoutError(f"the request took longer than {timeout:g} s") from None
+                if chunk.finish_reason is not None and on_finish is not None:
+                    on_finish(chunk.completion_tokens)
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return bounded

@@ -1,0 +1,231 @@
+"""Tool calls out of a model's streamed reply: native calls between markers, or a constrained JSON reply.
+
+Both keep the engine's chunk stream shape: content streams as soon as it cannot be part of a call,
+each call comes once, whole, in the chunk where it completed, and the last chunk says
+`finish_reason: "tool_calls"` when there were calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from radis_mlx.generation.chat_template import template_tools
+from radis_mlx.generation.types import GenerationChunk, GenerationRequest, TokenLogprob, ToolCall
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """How a model writes tool calls natively: mlx-lm's parser and the markers around each call."""
+
+    family: str
+    parse: Callable[[str, Any], Any]
+    start: str
+    end: str
+
+
+def loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def new_call(item: Any) -> ToolCall:
+    """One parsed call (a dict with name and arguments) with a fresh id and arguments as JSON text."""
+    arguments = item.get("arguments", {})
+    if isinstance(arguments, str):
+        arguments = loads(arguments)
+    text = json.dumps(arguments, ensure_ascii=False)
+    return ToolCall(f"call_{uuid.uuid4().hex[:24]}", str(item["name"]), text)
+
+
+def generic_calls(reply: Any) -> tuple[list[ToolCall], str]:
+    if "tool_calls" in reply:
+        return [new_call(item) for item in reply["tool_calls"]], ""
+    return [], str(reply["response"])
+
+
+class _Output:
+    """What the parsed stream owes the caller: content, finished calls, logprobs not yet passed on."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.single = not request.parallel_tool_calls
+        self.calls = 0
+        self.text = ""
+        self.space = ""  # trailing whitespace of the content, held: dropped before a call
+        self.new_calls: list[ToolCall] = []
+        self.logprobs: list[TokenLogprob] | None = None
+
+    def take(self, chunk: GenerationChunk) -> None:
+        if chunk.logprobs is not None:
+            self.logprobs = (self.logprobs or []) + chunk.logprobs
+
+    def content(self, text: str) -> None:
+        kept = (self.space + text).rstrip()
+        if kept:
+            self.text += kept
+            self.space = ""
+        self.space += text[len(text.rstrip()) :] if text.strip() else text
+
+    def call(self, call: ToolCall) -> None:
+        self.space = ""
+        if not (self.single and self.calls):  # parallel_tool_calls false: the first call only
+            self.new_calls.append(call)
+            self.calls += 1
+
+    def chunk(self) -> GenerationChunk | None:
+        if not (self.text or self.new_calls or self.logprobs):
+            return None
+        out = GenerationChunk(self.text, tool_calls=self.new_calls or None, logprobs=self.logprobs)
+        self.text, self.new_calls, self.logprobs = "", [], None
+        return out
+
+    def last(self, chunk: GenerationChunk) -> GenerationChunk:
+        if not self.calls:
+            self.text += self.space
+        finish = "tool_calls" if self.calls and chunk.finish_reason == "stop" else chunk.finish_reason
+        out = self.chunk() or GenerationChunk("")
+        return dataclasses.replace(
+            chunk, text=out.text, tool_calls=out.tool_calls, logprobs=out.logprobs, finish_reason=finish
+        )
+
+
+async def parse_native(
+    stream: AsyncIterator[GenerationChunk], native: ToolFormat, request: GenerationRequest
+) -> AsyncIterator[GenerationChunk]:
+    """Content streams as it comes; each call between the markers is parsed once it is complete."""
+    tools = template_tools(request.tools or [])
+    out, buffer, inside = _Output(request), "", False
+
+    def finish_call(body: str) -> None:
+        try:
+            parsed = native.parse(body, tools)
+            for item in parsed if isinstance(parsed, list) else [parsed]:
+                out.call(new_call(item))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            out.content(native.start + body + native.end)  # not a call after all: nothing is lost
+
+    try:
+        async for chunk in stream:
+            out.take(chunk)
+            buffer += chunk.text
+            while True:
+                if not inside:
+                    at = buffer.find(native.start)
+                    if at < 0:
+                        keep = _partial_marker(buffer, native.start)
+                        out.content(buffer[: len(buffer) - keep])
+                        buffer = buffer[len(buffer) - keep :]
+                        break
+                    out.content(buffer[:at])
+                    buffer, inside = buffer[at + len(native.start) :], True
+                elif native.end and (end := buffer.find(native.end)) >= 0:
+                    finish_call(buffer[:end])
+                    buffer, inside = buffer[end + len(native.end) :], False
+                else:
+                    break
+            if chunk.finish_reason is not None:
+                if inside and chunk.finish_reason == "stop":
+                    finish_call(buffer)  # the model ended right after the call, before the end marker
+                else:
+                    out.content((native.start if inside else "") + buffer)
+                yield out.last(chunk)
+                return
+            if (piece := out.chunk()) is not None:
+                yield piece
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _partial_marker(text: str, marker: str) -> int:
+    """Length of the longest end of `text` that may be the start of `marker`."""
+    for size in range(min(len(text), len(marker) - 1), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0
+
+
+async def parse_json(
+    stream: AsyncIterator[GenerationChunk],
+    decode: Callable[[Any], tuple[list[ToolCall], str]],
+    request: GenerationRequest,
+) -> AsyncIterator[GenerationChunk]:
+    """A constrained JSON reply, decoded into calls or content once complete (cut short: the raw text).
+
+    A generic `{"response": "..."}` reply streams its text as it comes: the JSON string, decoded.
+    """
+    out, text = _Output(request), ""
+    response: _JsonString | None = None
+    try:
+        async for chunk in stream:
+            out.take(chunk)
+            text += chunk.text
+            if response is None and (opened := _RESPONSE.match(text)):
+                response = _JsonString()
+                out.content(response.feed(text[opened.end() :]))
+            elif response is not None:
+                out.content(response.feed(chunk.text))
+            if chunk.finish_reason is None:
+                if (piece := out.chunk()) is not None:
+                    yield piece
+                continue
+            try:
+                calls, content = decode(json.loads(text)) if chunk.finish_reason == "stop" else ([], text)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                calls, content = [], text
+            if response is not None:  # streamed already: the rest of it, or (cut short) nothing more
+                content = content[len(response.sent) :] if content.startswith(response.sent) else ""
+            out.content(content)
+            for call in calls:
+                out.call(call)
+            yield out.last(chunk)
+            return
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+# The start of a generic text reply; llguidance writes it compact, a llama-server grammar may add spaces.
+_RESPONSE = re.compile(r'\s*\{\s*"response"\s*:\s*"')
+
+
+class _JsonString:
+    """A JSON string's text as its characters arrive: decoded as far as complete, never past its end."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.sent = ""
+        self.closed = self.escaped = False
+
+    def feed(self, text: str) -> str:
+        """The text that became decodable."""
+        if self.closed:
+            return ""
+        for index, char in enumerate(text):
+            if self.escaped:
+                self.escaped = False
+            elif char == "\\":
+                self.escaped = True
+            elif char == '"':
+                text, self.closed = text[:index], True
+                break
+        self.raw += text
+        decoded = self._decoded()
+        new, self.sent = decoded[len(self.sent) :], decoded
+        return new
+
+    def _decoded(self) -> str:
+        # An unfinished escape is at most 11 characters (half of a \uXXXX\uXXXX pair and a backslash).
+        for cut in range(min(12, len(self.raw) + 1)):
+            try:
+                text = json.loads('"' + self.raw[: len(self.raw) - cut] + '"', strict=False)
+            except ValueError:
+                continue
+            if not (text and "\ud800" <= text[-1] <= "\udbff") and text.startswith(self.sent):
+                return str(text)
+        return self.sent

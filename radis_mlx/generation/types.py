@@ -1,0 +1,158 @@
+"""The engine-neutral data a request becomes and a generation yields: plain dataclasses, no JSON.
+
+The HTTP layer converts requests into these (schemas/), engines take and return them (engines/), and
+everything between (tools, grammar, stops, the runner) works on them alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError
+
+
+def completion_room(context_length: int, prompt_tokens: int, max_tokens: int | None, param: str) -> int:
+    """The completion's token budget: max_tokens, or all the room the prompt leaves in the context.
+
+    An empty prompt, or one that leaves no room for max_tokens, is a request error (every engine's).
+    """
+    if prompt_tokens == 0:
+        raise InvalidRequestError("the prompt is empty", param="prompt")
+    room = context_length - prompt_tokens
+    wanted = room if max_tokens is None else max_tokens
+    if room <= 0 or wanted > room:
+        raise ContextLengthExceeded.of(context_length, prompt_tokens, wanted, param)
+    return wanted
+
+
+def check_token_ids(tokens: list[int], vocab_size: int, param: str) -> None:
+    """400 naming `param` for a token id outside the vocabulary."""
+    bad = next((t for t in tokens if not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise InvalidRequestError(
+            f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})", param=param
+        )
+
+
+@dataclass
+class SamplingParams:
+    """How to pick each next token. temperature 0 means greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class ToolDefinition:
+    """A function the model may call: its name, what it does, and a JSON schema for its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass
+class ToolCall:
+    """One call the model made (or made earlier, in a conversation): `arguments` is a JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class FunctionChoice:
+    """tool_choice naming one function: the model must call exactly that one."""
+
+    name: str
+
+
+# "auto": text or calls, the model decides; "none": text only; "required": at least one call.
+ToolChoice = Literal["auto", "none", "required"] | FunctionChoice
+
+
+@dataclass
+class ChatMessage:
+    """One message. Assistant messages may carry `tool_calls` (content then may be None);
+    role "tool" messages answer the call named by `tool_call_id`."""
+
+    role: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: either chat messages (templated by the engine) or a raw prompt."""
+
+    messages: list[ChatMessage] | None = None
+    prompt: str | list[int] | None = None
+    # None: up to the end of the context window.
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    # A JSON schema the output must match (constrained decoding); None: free text.
+    json_schema: dict[str, Any] | None = None
+    # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
+    logprobs: int | None = None
+    # Tool calling, handled engine-neutrally by generation/tools.py (runner.generate_until runs it):
+    # any API family just fills these; chunks then carry parsed `tool_calls`, finish_reason "tool_calls".
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    # Set by generation/tools.py only: text the assistant's reply is made to start with (rendered after the
+    # chat template's generation prompt, not part of the output), e.g. the model's tool-call marker.
+    assistant_prefix: str = ""
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token: its text, raw bytes and log probability; `top` holds the alternatives."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass
+class GenerationChunk:
+    """A piece of output. The last chunk has finish_reason set and the final counts."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # The tokens behind `text` when logprobs were asked for (a token whose text is held back comes later).
+    logprobs: list[TokenLogprob] | None = None
+    # Calls completed in this chunk, each whole and exactly once (when the request had tools).
+    tool_calls: list[ToolCall] | None = None
+    # Prompt tokens whose KV came from the prompt cache (usage.prompt_tokens_details.cached_tokens).
+    cached_tokens: int = 0
+
+
+@dataclass
+class EmbeddingResult:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class TextGenerator(Protocol):
+    """What the generation layer drives: an engine as seen from here (engines/base.Engine is one)."""
+
+    chat_template: str | None
+    fim_template: str | None
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...

@@ -1,0 +1,133 @@
+"""Which models exist: configured entries, their aliases, and models discovered on disk.
+
+Each has one PoolSlot (state.py) holding its runtime state; the pool (pool.py) is the only code that
+changes a slot's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from radis_mlx.config import Config
+from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
+from radis_mlx.pool.budget import FileFacts, file_facts
+from radis_mlx.pool.discovery import discover, hf_cache_dir
+from radis_mlx.pool.state import ModelState, PoolSlot
+from radis_mlx.store.sources import ModelStore, Progress, is_remote_source, parse_source
+
+
+class Catalog:
+    """Model ids (and aliases) → slots; configured models first, then discovered ones."""
+
+    def __init__(self, config: Config, store: ModelStore, *, discover: bool) -> None:
+        self.config = config
+        self.store = store
+        self._discover = discover
+        self._slots = {model_id: PoolSlot(model_id, entry) for model_id, entry in config.models.items()}
+        self._aliases = {a: m for m, e in config.models.items() for a in e.aliases if a not in self._slots}
+        self.refresh()
+
+    def slots(self) -> list[PoolSlot]:
+        """Every servable model: configured ones first, then discovered ones."""
+        return list(self._slots.values())
+
+    def get(self, model_id: str) -> PoolSlot:
+        """The slot for a model id or alias; 404 for ids we do not serve."""
+        slot = self._slots.get(model_id) or self._slots.get(self._aliases.get(model_id, ""))
+        if slot is None:
+            raise ModelNotFoundError(model_id)
+        return slot
+
+    def refresh(self) -> None:
+        """Add models that appeared on disk; drop discovered ones whose files are gone (unless loaded)."""
+        if not self._discover:
+            return
+        pool = self.config.pool
+        hub = hf_cache_dir() if pool.discover_hf_cache else None
+        dirs = [Path(self.config.base_dir) / Path(d).expanduser() for d in pool.model_dirs]
+        configured = {self._configured_path(e.source) for e in self.config.models.values()}
+        found = {
+            d.model_id: d
+            for d in discover(dirs, self.config.cache_dir, hub)
+            if d.path.resolve() not in configured  # one model file is served under one id
+        }
+        for model_id, slot in list(self._slots.items()):
+            if slot.discovered and model_id not in found and slot.state is ModelState.NOT_LOADED:
+                del self._slots[model_id]
+        for model_id, item in found.items():
+            if model_id not in self._slots and model_id not in self._aliases:
+                self._slots[model_id] = PoolSlot(model_id, item.entry, origin=item.origin, discovered=item)
+
+    def path_of(self, slot: PoolSlot) -> Path | None:
+        """The model's local files, if they need no download."""
+        if slot.discovered is not None:
+            return slot.discovered.path
+        try:
+            return self.store.cached_path(slot.entry.source)
+        except RadisError:
+            return None
+
+    def facts(self, slot: PoolSlot) -> FileFacts | None:
+        """Format, architecture, quantization and size from the files (None before a download)."""
+        path = self.path_of(slot)
+        return file_facts(path) if path is not None else None
+
+    async def pull(self, name: str, progress: Progress | None = None) -> tuple[str, Path]:
+        """Download a model id's source, or a source string, into the caches; (model id, path)."""
+        slot, source = self.pull_source(name)
+        path = await asyncio.to_thread(self.store.materialize, source, progress)
+        self.refresh()
+        if slot is not None:
+            return slot.model_id, path
+        found = next((s for s in self.slots() if s.discovered and s.discovered.path == path), None)
+        return (found.model_id if found else name), path
+
+    def pull_source(self, name: str) -> tuple[PoolSlot | None, str]:
+        """The slot and source a pull of `name` downloads; 404 for neither an id nor a remote source."""
+        slot = self._slots.get(name) or self._slots.get(self._aliases.get(name, ""))
+        if slot is not None:
+            return slot, slot.entry.source
+        if not is_remote_source(name):  # never a path: a pull only downloads
+            raise ModelNotFoundError(name)
+        try:
+            parse_source(name, Path(self.config.base_dir))
+        except RadisError as exc:
+            raise InvalidRequestError(exc.message, param="model") from None
+        return None, name
+
+    async def delete(self, model_id: str) -> PoolSlot:
+        """Delete a model's cached files (never while loaded, never files outside the caches)."""
+        slot = self.get(model_id)
+        if slot.state is not ModelState.NOT_LOADED:
+            raise ConflictError(f"'{slot.model_id}' is {slot.state.value}; unload it first", param="model")
+        owned = self.owned_path(slot)
+        if owned is None:
+            raise InvalidRequestError(
+                f"'{slot.model_id}' is not in a cache radis-mlx manages (or not downloaded); "
+                "delete its files yourself",
+                param="model",
+                code="model_not_deletable",
+            )
+        await asyncio.to_thread(self.store.delete, owned, hf_cache_dir())
+        self.refresh()
+        return slot
+
+    def owned_path(self, slot: PoolSlot) -> Path | None:
+        """The files `rm` may delete for a model: its HF cache repo folder or its entry in our cache."""
+        if slot.discovered is not None:
+            return slot.discovered.owned
+        parsed = parse_source(slot.entry.source, Path(self.config.base_dir))
+        if parsed.scheme == "pypi":
+            return self.store.cached_path(slot.entry.source)
+        if parsed.scheme == "hf":
+            repo = hf_cache_dir() / ("models--" + parsed.location.replace("/", "--"))
+            return repo if repo.exists() else None
+        return None  # a local path the user manages
+
+    def _configured_path(self, source: str) -> Path | None:
+        try:
+            path = self.store.cached_path(source)
+        except RadisError:
+            return None  # an invalid source fails when it is used, not at startup
+        return path.resolve() if path is not None else None
