@@ -107,6 +107,11 @@ class _Blocks:
         self.count = 0
         self.text_open = False
 
+    @property
+    def empty(self) -> bool:
+        """No block opened yet."""
+        return self.count == 0 and not self.text_open
+
     def text(self, text: str) -> list[bytes]:
         events = []
         if not self.text_open:
@@ -159,7 +164,7 @@ async def _stream_events(
                     yield event
             if chunk.finish_reason is not None:
                 # An empty reply is still one (empty) text block, as in the non-streamed message.
-                for event in [*(blocks.text("") if blocks.count == 0 else []), *blocks.close_text()]:
+                for event in [*(blocks.text("") if blocks.empty else []), *blocks.close_text()]:
                     yield event
                 reason = STOP_REASONS.get(chunk.finish_reason, "end_turn")
                 usage = DeltaUsage(chunk.completion_tokens, chunk.prompt_tokens)
