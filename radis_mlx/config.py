@@ -37,6 +37,16 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
     max_tokens: Annotated[int, Meta(ge=1)] | None = None
 
 
+class ReasoningMarkers(Struct, forbid_unknown_fields=True):
+    """A model's own reasoning markers, e.g. {start = "<reasoning>", end = "</reasoning>"}."""
+
+    start: Annotated[str, Meta(min_length=1)]
+    end: Annotated[str, Meta(min_length=1)]
+
+
+ReasoningSetting = Literal["auto", "none", "think", "mistral", "gemma4", "harmony"] | ReasoningMarkers
+
+
 class DistributedSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """A model sharded across mx.distributed ranks started with mlx.launch (docs/DISTRIBUTED.md)."""
 
@@ -68,6 +78,11 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # Completions' `suffix` (fill-in-the-middle): the prompt as text with `{prefix}` and `{suffix}`, e.g.
     # "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"; unset: found from the model's FIM tokens.
     fim_template: Annotated[str, Meta(pattern=_FIM_PLACEHOLDERS)] | None = None
+    # Reasoning models: the format of their reasoning ("auto": from the chat template; "none": plain text;
+    # "think" <think>…</think>, "mistral" [THINK]…[/THINK], "gemma4", "harmony" (gpt-oss), or
+    # {start, end}), and a default budget of reasoning tokens (a request's own budget wins).
+    reasoning: ReasoningSetting = "auto"
+    reasoning_budget: Annotated[int, Meta(ge=0)] | None = None
     # Embedding entries (kind = "embedding"):
     max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them

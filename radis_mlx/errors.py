@@ -50,15 +50,20 @@ class InvalidRequestError(RadisError):
 
 class ContextLengthExceeded(InvalidRequestError):
     code = "context_length_exceeded"
+    # The window and the prompt's tokens, when known (Anthropic's wording needs them: api/errors.py).
+    context: int | None = None
+    prompt: int | None = None
 
     @classmethod
     def of(cls, context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
         """OpenAI's wording: the window, then what the request asked for, split by part."""
-        return cls(
+        error = cls(
             f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
             param=param,
         )
+        error.context, error.prompt = context, prompt
+        return error
 
 
 class RequestTimeoutError(RadisError):

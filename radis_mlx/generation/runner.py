@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from radis_mlx.errors import EngineError, RequestTimeoutError
+from radis_mlx.generation.reasoning_stage import with_reasoning
 from radis_mlx.generation.tools import with_tools
 from radis_mlx.generation.types import (
     GenerationChunk,
@@ -101,9 +102,14 @@ def generate_until(
     `on_finish` gets each finished generation's completion tokens (the server's counters).
     """
     deadline = asyncio.get_running_loop().time() + timeout
+    fmt = engine.reasoning
+    # The engine's text, its reasoning kept apart (the model's format, budgets), then tool calls parsed
+    # from the answer only.
+    reasoned = with_reasoning(engine.generate, fmt, engine.chat_template)
+    harmony = fmt is not None and fmt.harmony
 
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
+        stream = with_tools(reasoned, engine.chat_template, request, calls_parsed=harmony)
         try:
             while True:
                 try:

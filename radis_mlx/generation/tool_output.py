@@ -61,10 +61,16 @@ class _Output:
         self.space = ""  # trailing whitespace of the content, held: dropped before a call
         self.new_calls: list[ToolCall] = []
         self.logprobs: list[TokenLogprob] | None = None
+        self.reasoning = ""  # passed through: calls are parsed from the answer only
+        self.tokens = 0
+        self.prompt: GenerationChunk | None = None  # the first chunk (its prompt counts travel on)
 
     def take(self, chunk: GenerationChunk) -> None:
         if chunk.logprobs is not None:
             self.logprobs = (self.logprobs or []) + chunk.logprobs
+        self.reasoning += chunk.reasoning
+        self.tokens += chunk.tokens
+        self.prompt = self.prompt or chunk
 
     def content(self, text: str) -> None:
         kept = (self.space + text).rstrip()
@@ -80,10 +86,14 @@ class _Output:
             self.calls += 1
 
     def chunk(self) -> GenerationChunk | None:
-        if not (self.text or self.new_calls or self.logprobs):
+        if not (self.text or self.new_calls or self.logprobs or self.reasoning):
             return None
-        out = GenerationChunk(self.text, tool_calls=self.new_calls or None, logprobs=self.logprobs)
-        self.text, self.new_calls, self.logprobs = "", [], None
+        out = GenerationChunk(
+            self.text, tool_calls=self.new_calls or None, logprobs=self.logprobs, reasoning=self.reasoning
+        )
+        out.tokens, out.prompt_tokens = self.tokens, self.prompt.prompt_tokens if self.prompt else 0
+        out.cached_tokens = self.prompt.cached_tokens if self.prompt else 0
+        self.text, self.new_calls, self.logprobs, self.reasoning, self.tokens = "", [], None, "", 0
         return out
 
     def last(self, chunk: GenerationChunk) -> GenerationChunk:
@@ -92,7 +102,13 @@ class _Output:
         finish = "tool_calls" if self.calls and chunk.finish_reason == "stop" else chunk.finish_reason
         out = self.chunk() or GenerationChunk("")
         return dataclasses.replace(
-            chunk, text=out.text, tool_calls=out.tool_calls, logprobs=out.logprobs, finish_reason=finish
+            chunk,
+            text=out.text,
+            tool_calls=out.tool_calls,
+            logprobs=out.logprobs,
+            finish_reason=finish,
+            reasoning=out.reasoning,
+            tokens=out.tokens,
         )
 
 

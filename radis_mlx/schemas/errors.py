@@ -10,7 +10,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from radis_mlx.errors import RadisError
+from radis_mlx.errors import ContextLengthExceeded, RadisError
 
 
 class ErrorDetail(Struct):
@@ -60,9 +60,15 @@ class AnthropicErrorResponse(Struct):
         """{"type": "error", "error": {"type", "message"}}; the message names the field, as Anthropic's do."""
         status = error.status_code
         kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        message = (
-            f"{error.param}: {error.message}"
-            if error.param and error.param not in error.message
-            else error.message
-        )
+        if (
+            isinstance(error, ContextLengthExceeded)
+            and error.prompt is not None
+            and error.context is not None
+        ):
+            # Anthropic's own words, which agent clients (Claude Code) match to compact the conversation.
+            message = f"prompt is too long: {error.prompt} tokens > {error.context - 1} maximum"
+        elif error.param and error.param not in error.message:
+            message = f"{error.param}: {error.message}"
+        else:
+            message = error.message
         return cls(AnthropicErrorDetail(kind, message))

@@ -59,7 +59,7 @@ def run(engine: Engine, **fields) -> list[GenerationChunk]:
     request = GenerationRequest(messages=fields.pop("messages", ASK), tools=[WEATHER, TIME], **fields)
 
     async def chunks() -> list[GenerationChunk]:
-        return [chunk async for chunk in with_tools(engine, request)]
+        return [chunk async for chunk in with_tools(engine.generate, engine.chat_template, request)]
 
     return asyncio.run(chunks())
 

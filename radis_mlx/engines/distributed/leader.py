@@ -134,8 +134,14 @@ class Leader:
         finish = "stop" if stops.stopped else response.finish_reason
         if finish is not None:
             text += stops.flush()
-            job.out.put(GenerationChunk(text, finish, prompt, response.generation_tokens))
+            chunk = GenerationChunk(text, finish, prompt, response.generation_tokens)
+            chunk.tokens = response.generation_tokens - job.emitted
+            job.out.put(chunk)
             return True
         if text:
-            job.out.put(GenerationChunk(text))
+            chunk = GenerationChunk(text, tokens=response.generation_tokens - job.emitted)
+            if not job.emitted:
+                chunk.prompt_tokens = prompt
+            job.emitted = response.generation_tokens
+            job.out.put(chunk)
         return False

@@ -49,6 +49,7 @@ class _Slot:
     top_logprobs: int | None
     scored: LogprobQueue | None
     generated: int = 0
+    emitted: int = 0  # of generated, the tokens chunks were sent for
 
 
 class BatchScheduler:
@@ -162,11 +163,20 @@ class BatchScheduler:
         if finish is None:
             if text:
                 logprobs = slot.scored.take(text) if slot.scored is not None else None
-                slot.emitter.emit(GenerationChunk(text, logprobs=logprobs))
+                chunk = GenerationChunk(text, logprobs=logprobs, tokens=slot.generated - slot.emitted)
+                if not slot.emitted:  # the first chunk tells the prompt's size (Anthropic's message_start)
+                    chunk.prompt_tokens, chunk.cached_tokens = slot.prompt_tokens, slot.cached_tokens
+                slot.emitted = slot.generated
+                slot.emitter.emit(chunk)
             return
         text += slot.stops.flush()
         chunk = GenerationChunk(
-            text, finish, slot.prompt_tokens, slot.generated, cached_tokens=slot.cached_tokens
+            text,
+            finish,
+            slot.prompt_tokens,
+            slot.generated,
+            cached_tokens=slot.cached_tokens,
+            tokens=slot.generated - slot.emitted,
         )
         chunk.logprobs = slot.scored.finish(text, slot.stops.stopped) if slot.scored is not None else None
         if response.finish_reason is not None:  # the generator has let it go already

@@ -20,7 +20,7 @@ from radis_mlx.generation.types import GenerationRequest, check_token_ids
 def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
     """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
     messages = template_messages(request.messages or [], object_arguments=True)
-    options: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+    options: dict[str, Any] = {**request.template_kwargs, "add_generation_prompt": True, "tokenize": False}
     if request.tools:
         options["tools"] = template_tools(request.tools)
     own = tokenizer.chat_template
