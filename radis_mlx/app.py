@@ -19,6 +19,7 @@ from radis_mlx.api.disconnect import DisconnectMiddleware
 from radis_mlx.api.errors import encode, family_of
 from radis_mlx.api.guard import LOOPBACK_NAMES, GuardMiddleware, is_loopback
 from radis_mlx.api.openai import chat, completions, embeddings, models, responses
+from radis_mlx.api.signing import ReasoningSeal
 from radis_mlx.config import Config
 from radis_mlx.errors import RadisError
 from radis_mlx.pool import ModelPool
@@ -38,6 +39,7 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
     pool = pool or ModelPool(config)
     counters = metrics.Metrics()
     stored_responses = responses.ResponseStore()
+    seal = ReasoningSeal.in_folder(config.cache_dir)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -82,6 +84,7 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             "pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False),
             "metrics": Provide(lambda: counters, use_cache=True, sync_to_thread=False),
             "responses": Provide(lambda: stored_responses, use_cache=True, sync_to_thread=False),
+            "seal": Provide(lambda: seal, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_error},
         lifespan=[lifespan],

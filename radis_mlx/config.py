@@ -150,6 +150,10 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # HTTP errors); after that, and whenever output pauses, a `: keep-alive` comment every keepalive_interval.
     stream_grace: Annotated[float, Meta(ge=0)] = 1.5
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
+    # Opt-in, for Claude Code (which assumes a 200k window for models it does not know and compacts near
+    # ~167k): report Anthropic usage scaled so that the model's real window maps onto this many tokens.
+    # The figures are then not token counts; leave unset for every other client.
+    anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -38,6 +38,8 @@ class Outcome:
     logprobs: list[TokenLogprob] | None = None
     cached_tokens: int = 0  # of prompt_tokens, reused from the prompt cache
     tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str = ""  # kept apart from `text` (reasoning models)
+    reasoning_tokens: int = 0  # of completion_tokens
 
 
 def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationRequest]:
@@ -54,17 +56,21 @@ def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationReq
 async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
     """Run a generation to its end."""
     pieces: list[str] = []
+    thoughts: list[str] = []
     logprobs: list[TokenLogprob] | None = None
     calls: list[ToolCall] = []
     async for chunk in stream:
         pieces.append(chunk.text)
+        thoughts.append(chunk.reasoning)
         calls += chunk.tool_calls or []
         if chunk.logprobs is not None:
             logprobs = (logprobs or []) + chunk.logprobs
         if chunk.finish_reason is not None:
             text = "".join(pieces)
             counts = chunk.prompt_tokens, chunk.completion_tokens
-            return Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
+            outcome = Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
+            outcome.reasoning, outcome.reasoning_tokens = "".join(thoughts), chunk.reasoning_tokens
+            return outcome
     raise EngineError("the engine ended the generation without a finish reason")
 
 

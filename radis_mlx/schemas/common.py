@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -15,6 +15,8 @@ Temperature = Annotated[float, Meta(ge=0, le=2)]
 TopP = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 MaxTokens = Annotated[int, Meta(ge=1)]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+BudgetTokens = Annotated[int, Meta(ge=0)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
 TtlSeconds = Annotated[int, Meta(ge=1)]
 Stop = str | list[str] | None
@@ -28,16 +30,24 @@ class PromptTokensDetails(Struct):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(Struct):
+    reasoning_tokens: int = 0
+
+
 class CompletionUsage(Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> CompletionUsage:
+    def of(
+        cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+    ) -> CompletionUsage:
         total = prompt_tokens + completion_tokens
-        return cls(prompt_tokens, completion_tokens, total, PromptTokensDetails(cached_tokens))
+        details = CompletionTokensDetails(reasoning_tokens)
+        return cls(prompt_tokens, completion_tokens, total, PromptTokensDetails(cached_tokens), details)
 
 
 class SamplingFields(Struct, kw_only=True):
@@ -116,3 +126,19 @@ def unix_time() -> int:
 
 
 encoder = msgspec.json.Encoder()
+
+
+def template_switch(kwargs: dict[str, Any] | None, param: str) -> bool | None:
+    """chat_template_kwargs.enable_thinking, which must be a JSON boolean (as llama.cpp requires)."""
+    value = (kwargs or {}).get("enable_thinking")
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequestError("enable_thinking must be true or false", param=f"{param}.enable_thinking")
+    return value
+
+
+def check_budget(budget: int | None, max_tokens: int | None, param: str) -> None:
+    """A reasoning budget fits in the completion's max tokens."""
+    if budget is not None and max_tokens is not None and budget > max_tokens:
+        raise InvalidRequestError(
+            f"{param} ({budget}) must not exceed max_tokens ({max_tokens})", param=param
+        )

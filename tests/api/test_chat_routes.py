@@ -26,6 +26,7 @@ async def test_chat_completion_shape(client):
         "completion_tokens": 3,
         "total_tokens": 4,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 
