@@ -70,7 +70,8 @@ def _prepare(
     switches = template_switches(fmt, request.reasoning) | request.template_kwargs
     inside = starts_inside(template, fmt, switches)
     prefix = request.assistant_prefix
-    closed = reasoning_enabled(request.reasoning) is False or request.json_schema is not None
+    constrained = request.json_schema is not None or request.grammar is not None
+    closed = reasoning_enabled(request.reasoning) is False or constrained
     if closed and (inside or fmt.harmony):
         # Reasoning is off (or the reply is constrained) but the prompt opened it: close it at once.
         prefix = (fmt.close if inside else "<|channel|>final<|message|>") + prefix

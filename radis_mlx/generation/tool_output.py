@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from radis_mlx.generation.chat_template import template_tools
-from radis_mlx.generation.types import GenerationChunk, GenerationRequest, TokenLogprob, ToolCall
+from radis_mlx.generation.types import (
+    GenerationChunk,
+    GenerationRequest,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+)
 
 
 @dataclass(frozen=True)
@@ -245,3 +252,32 @@ class _JsonString:
             if not (text and "\ud800" <= text[-1] <= "\udbff") and text.startswith(self.sent):
                 return str(text)
         return self.sent
+
+
+async def custom_call(
+    stream: AsyncIterator[GenerationChunk], tool: ToolDefinition, request: GenerationRequest
+) -> AsyncIterator[GenerationChunk]:
+    """A reply that is all one custom tool's input (its grammar forced it): that one call, streamed."""
+    out = _Output(request)
+    call_id = f"call_{uuid.uuid4().hex[:24]}"
+    written: list[str] = []
+    try:
+        async for chunk in stream:
+            out.take(chunk)
+            if chunk.text:
+                first = [ToolCallDelta(0, call_id, tool.name, "")] if not written else []
+                written.append(chunk.text)
+                chunk_out = out.chunk() or GenerationChunk("")
+                chunk_out.tool_call_deltas = [*first, ToolCallDelta(0, call_id, tool.name, chunk.text)]
+                chunk_out.text = ""
+                if chunk.finish_reason is None:
+                    yield chunk_out
+                    continue
+            if chunk.finish_reason is not None:
+                out.call(
+                    ToolCall(call_id, tool.name, json.dumps({"input": "".join(written)}, ensure_ascii=False))
+                )
+                yield out.last(chunk)
+                return
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]

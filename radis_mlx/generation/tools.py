@@ -28,6 +28,7 @@ from radis_mlx.generation.chat_template import template_tools
 from radis_mlx.generation.grammar import schema_grammar
 from radis_mlx.generation.tool_output import (
     ToolFormat,
+    custom_call,
     generic_calls,
     loads,
     new_call,
@@ -107,12 +108,20 @@ def with_tools(
         messages = _generic_history(request.messages)
         if not offered:
             return generate(dataclasses.replace(request, messages=messages, tools=None))
+        forced = _forced_custom(offered, request.tool_choice)
+        if forced is not None:  # the reply is the tool's input, in its grammar
+            messages = _with_system(messages, generic_instructions(offered, request.tool_choice))
+            prepared = dataclasses.replace(request, messages=messages, tools=None, grammar=forced.grammar)
+            return custom_call(generate(prepared), forced, request)
         schema = generic_schema(offered, request.tool_choice, request.parallel_tool_calls)
         messages = _with_system(messages, generic_instructions(offered, request.tool_choice))
         prepared = dataclasses.replace(request, messages=messages, tools=None, json_schema=schema)
         return parse_json(generate(prepared), generic_calls, request)
     if not offered:
         return generate(dataclasses.replace(request, tools=None))
+    forced = _forced_custom(offered, request.tool_choice)
+    if forced is not None:
+        return custom_call(generate(dataclasses.replace(request, grammar=forced.grammar)), forced, request)
     if request.tool_choice == "auto":
         return parse_native(generate(request), native, request)
     chosen = _chosen(offered, request.tool_choice)
@@ -124,6 +133,12 @@ def with_tools(
     # A family whose call syntax is no JSON: the generic constraint, over the model's native prompt.
     schema = generic_schema(chosen, request.tool_choice, request.parallel_tool_calls)
     return parse_json(generate(dataclasses.replace(request, json_schema=schema)), generic_calls, request)
+
+
+def _forced_custom(tools: list[ToolDefinition], choice: Any) -> ToolDefinition | None:
+    """The custom tool tool_choice names, when it has a grammar: the whole reply is then its input."""
+    chosen = _chosen(tools, choice) if isinstance(choice, FunctionChoice) else []
+    return chosen[0] if chosen and chosen[0].custom and chosen[0].grammar is not None else None
 
 
 def _chosen(tools: list[ToolDefinition], choice: Any) -> list[ToolDefinition]:

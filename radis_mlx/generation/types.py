@@ -59,6 +59,10 @@ class ToolDefinition:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # A custom (freeform) tool: its input is text, matching this Lark grammar when set (Responses' custom
+    # tools). Offered to models as a function with one string argument, "input".
+    custom: bool = False
+    grammar: str | None = None
 
 
 @dataclass
@@ -133,6 +137,8 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # A JSON schema the output must match (constrained decoding); None: free text.
     json_schema: dict[str, Any] | None = None
+    # Or a grammar in Lark (llguidance's dialect) the output must match: a custom tool's forced input.
+    grammar: str | None = None
     # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
     logprobs: int | None = None
     # Tool calling, handled engine-neutrally by generation/tools.py (runner.generate_until runs it):

@@ -17,7 +17,7 @@ from radis_mlx.engines.mlx.grammar_mask import GrammarMask
 from radis_mlx.engines.mlx.prompt import GuidanceTokenizer, prompt_param, prompt_tokens
 from radis_mlx.engines.mlx.sampling import GuardedProcessors, sampling
 from radis_mlx.errors import EngineError, EngineUnavailableError, InvalidRequestError, RadisError
-from radis_mlx.generation.grammar import schema_grammar
+from radis_mlx.generation.grammar import constraint_grammar
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import GenerationChunk, check_token_ids, completion_room
 
@@ -49,8 +49,8 @@ class Leader:
         try:
             prompt, max_tokens = self._prompt(job)
             sampler, processors = sampling(job.request.sampling)
-            if job.request.json_schema is not None:
-                grammar = schema_grammar(job.request.json_schema)
+            grammar = constraint_grammar(job.request.json_schema, job.request.grammar)
+            if grammar is not None:
                 processors.append(GrammarMask(self._guidance.get(), grammar, len(prompt)))
         except Exception as exc:
             job.out.put(error_line(exc))

@@ -169,7 +169,9 @@ class LlamaCppEngine(ChildEngine):
                 self._check_token_ids(request.prompt, "prompt")
             body["prompt"] = request.prompt or ""
         chat = path == "/v1/chat/completions"
-        body.update(constraint_body(request.json_schema, request.logprobs, chat, self._llguidance))
+        body.update(
+            constraint_body(request.json_schema, request.logprobs, chat, self._llguidance, request.grammar)
+        )
         try:
             async with await self._post_stream(path, msgspec.json.encode(body)) as response:
                 if response.status != 200:

@@ -18,7 +18,7 @@ from radis_mlx.errors import (
     InvalidRequestError,
     RadisError,
 )
-from radis_mlx.generation.grammar import schema_lark
+from radis_mlx.generation.grammar import constraint_lark
 from radis_mlx.generation.types import SamplingParams, TokenLogprob
 
 # mlx-lm's penalties look at the last 20 tokens; llama.cpp's window is repeat_last_n.
@@ -161,14 +161,23 @@ def _top(prob: _TopProb) -> TokenLogprob:
 
 
 def constraint_body(
-    json_schema: dict[str, Any] | None, logprobs: int | None, chat: bool, llguidance: bool = True
+    json_schema: dict[str, Any] | None,
+    logprobs: int | None,
+    chat: bool,
+    llguidance: bool = True,
+    grammar: str | None = None,
 ) -> dict[str, Any]:
-    """The schema and logprob options in each endpoint's names (llama.cpp sends no probs for 0)."""
+    """The schema (or Lark grammar) and logprob options in each endpoint's names (llama.cpp sends no
+    probs for 0)."""
     body: dict[str, Any] = {}
-    if json_schema is not None and llguidance:
+    if (json_schema is not None or grammar is not None) and llguidance:
         # llguidance in the child as on MLX, not llama.cpp's own schema grammar (whitespace allowed
         # between all tokens, which a small model fills until max_tokens): both engines write the same JSON.
-        body["grammar"] = schema_lark(json_schema)
+        body["grammar"] = constraint_lark(json_schema, grammar)
+    elif grammar is not None:
+        raise InvalidRequestError(
+            "grammar constraints need llama.cpp built with llguidance (the xllamacpp wheel)", param="tools"
+        )
     elif json_schema is not None:
         if chat:
             body["response_format"] = {"type": "json_schema", "json_schema": {"schema": json_schema}}

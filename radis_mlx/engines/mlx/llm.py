@@ -27,7 +27,7 @@ from radis_mlx.errors import (
     ModelLoadError,
     RadisError,
 )
-from radis_mlx.generation.grammar import schema_grammar
+from radis_mlx.generation.grammar import constraint_grammar
 from radis_mlx.generation.types import (
     EmbeddingResult,
     GenerationChunk,
@@ -130,9 +130,9 @@ class MlxLlmEngine(ThreadedEngine):
         )
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
         sampler, processors = _sampling(request.sampling)
-        if request.json_schema is not None:
+        grammar = constraint_grammar(request.json_schema, request.grammar)
+        if grammar is not None:
             # Last, so no bias or penalty can bring back a token the grammar forbids.
-            grammar = schema_grammar(request.json_schema)
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
         job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
         self._scheduler.submit(job, emitter)
