@@ -25,6 +25,7 @@ from radis_mlx.schemas.common import (
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    with_default_system,
 )
 
 
@@ -167,10 +168,11 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
         """The engine's view of this request; refuses what we would otherwise silently ignore."""
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
+        messages = [_to_chat_message(m, i) for i, m in enumerate(self.messages)]
         generation = GenerationRequest(
-            messages=[_to_chat_message(m, i) for i, m in enumerate(self.messages)],
+            messages=with_default_system(messages, defaults),
             max_tokens=self.max_completion_tokens or self.max_tokens or defaults.max_tokens,
-            stop=self.stop_list(),
+            stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             json_schema=self.response_format.to_schema() if self.response_format else None,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,

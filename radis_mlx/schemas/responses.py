@@ -18,7 +18,14 @@ from radis_mlx.generation.types import (
     ToolCall,
     ToolDefinition,
 )
-from radis_mlx.schemas.common import MaxTokens, SamplingFields, Temperature, TopP, TtlSeconds
+from radis_mlx.schemas.common import (
+    MaxTokens,
+    SamplingFields,
+    Temperature,
+    TopP,
+    TtlSeconds,
+    with_default_system,
+)
 
 
 class InputText(Struct, tag_field="type", tag="input_text"):
@@ -162,8 +169,9 @@ class ResponseCreateRequest(Struct, kw_only=True):
         sampling = SamplingFields(temperature=self.temperature, top_p=self.top_p)
         choice = self.tool_choice
         generation = GenerationRequest(
-            messages=[*system, *history, *self.input_messages()],
+            messages=with_default_system([*system, *history, *self.input_messages()], defaults),
             max_tokens=self.max_output_tokens or defaults.max_tokens,
+            stop=list(defaults.stop or []),
             sampling=sampling.to_sampling_params(defaults),
             json_schema=self.json_schema(),
             tools=[t.to_definition() for t in self.tools] or None,
