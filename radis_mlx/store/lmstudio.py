@@ -9,6 +9,7 @@ pointer file itself, and its files are never moved or deleted by radis-mlx.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,15 +39,23 @@ def lmstudio_homes() -> list[Path]:
 
 def models_folder(home: Path) -> Path:
     """The models folder of an LM Studio home: settings.json's `downloadsFolder`, else <home>/models."""
+    settings = home / "settings.json"
     try:
-        settings = json.loads((home / "settings.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        settings = {}
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s (%s); looking in %s", home / "settings.json", exc, home / "models")
-        settings = {}
-    folder = settings.get("downloadsFolder") if isinstance(settings, dict) else None
-    return Path(folder).expanduser() if isinstance(folder, str) and folder else home / "models"
+        version = settings.stat().st_mtime_ns
+    except OSError:
+        return home / "models"
+    return _downloads_folder(settings, version) or home / "models"
+
+
+@functools.lru_cache(maxsize=16)
+def _downloads_folder(settings: Path, version: int) -> Path | None:
+    """settings.json's `downloadsFolder`; read (and a bad file logged) once per version of the file."""
+    try:
+        folder = json.loads(settings.read_text(encoding="utf-8")).get("downloadsFolder")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("cannot read %s (%s); looking in %s", settings, exc, settings.parent / "models")
+        return None
+    return Path(folder).expanduser() if isinstance(folder, str) and folder else None
 
 
 def lmstudio_models_folders() -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import msgspec
 import pytest
@@ -69,14 +70,17 @@ def test_lmstudio_home_order_env_then_pointer_then_default_folders(home, tmp_pat
     assert lmstudio_homes() == [tmp_path / "env"]
 
 
-def test_lmstudio_downloads_folder_setting_wins_over_home_models(home, tmp_path):
+def test_lmstudio_downloads_folder_setting_wins_over_home_models(home, tmp_path, caplog):
     (home / ".lmstudio" / "models").mkdir(parents=True)
     assert lmstudio_models_folders() == [home / ".lmstudio" / "models"]
     (tmp_path / "big-disk").mkdir()
-    (home / ".lmstudio" / "settings.json").write_text(
-        json.dumps({"downloadsFolder": str(tmp_path / "big-disk")})
-    )
+    settings = home / ".lmstudio" / "settings.json"
+    settings.write_text(json.dumps({"downloadsFolder": str(tmp_path / "big-disk")}))
     assert lmstudio_models_folders() == [tmp_path / "big-disk"]
+    settings.write_text("{broken")
+    os.utime(settings, ns=(1, 1))  # another version of the file, whatever the clock's resolution
+    assert lmstudio_models_folders() == [home / ".lmstudio" / "models"]
+    assert f"cannot read {settings}" in caplog.text
 
 
 def test_lmstudio_layout_ids_and_what_is_not_a_model(home, tmp_path):
