@@ -1,5 +1,9 @@
 """models.toml plus CLI/env overrides, decoded into strict msgspec Structs, merged here and nowhere else.
 
+Which models.toml: `config_path` decides, in this order: --config, $RADIS_MLX_CONFIG, ./models.toml, then
+the user's own `${XDG_CONFIG_HOME:-~/.config}/radis-mlx/models.toml` (on macOS too), which `serve`
+creates on first run from the starter models (radis_mlx/starter.toml, shipped in the package).
+
 Every `RADIS_*` variable is read in this module: RADIS_MLX_CONFIG (which models.toml), RADIS_API_KEY
 (keys, comma-separated), RADIS_MLX_CACHE (the model cache) and RADIS_LLAMA_SERVER (a llama-server
 binary). The CLI passes its options to `with_overrides`; nothing else reads the environment for them.
@@ -8,14 +12,18 @@ binary). The CLI passes its options to `with_overrides`; nothing else reads the 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta, Struct
 
 DEFAULT_CONFIG_NAME = "models.toml"
+APP_DIR_NAME = "radis-mlx"
+STARTER_RESOURCE = "starter.toml"  # the starter models.toml inside the package
 ENV_CONFIG = "RADIS_MLX_CONFIG"
+ENV_XDG_CONFIG = "XDG_CONFIG_HOME"
 ENV_API_KEY = "RADIS_API_KEY"
 ENV_CACHE = "RADIS_MLX_CACHE"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
@@ -27,7 +35,7 @@ _FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
 
 
 class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Per-model defaults used where a request leaves a sampling field out."""
+    """Per-model defaults used where a request leaves a field out: sampling, stop strings, a system prompt."""
 
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(gt=0, le=1)] | None = None
@@ -35,6 +43,10 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
     max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    # Stop strings for requests that send none (an Ollama model's `stop` parameters land here).
+    stop: list[str] | None = None
+    # A system prompt for chats that bring no system message of their own (an Ollama model's SYSTEM).
+    system: str | None = None
 
 
 class ReasoningMarkers(Struct, forbid_unknown_fields=True):
@@ -167,6 +179,9 @@ class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     model_dirs: list[str] = msgspec.field(default_factory=list)
     # Serve MLX-format repos found in the Hugging Face cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub).
     discover_hf_cache: bool = True
+    # Serve the models LM Studio downloaded (its models folder) and Ollama's (its manifests), read-only.
+    discover_lmstudio: bool = True
+    discover_ollama: bool = True
     # Per MLX model: KV caches of finished requests kept for reuse by prompts sharing their prefix
     # (multi-turn chats, agents); counted in the model's memory. 0 turns the prompt cache off.
     prompt_cache_mib: Annotated[int, Meta(ge=0)] = 256
@@ -203,30 +218,79 @@ class ConfigError(Exception):
     """models.toml cannot be read or does not match the schema."""
 
 
-def load_config(path: Path | None) -> Config:
-    """Read a models.toml (or return an empty Config when path is None)."""
-    if path is None:
-        return Config()
+def load_config(path: Path, text: str | None = None) -> Config:
+    """A models.toml (from path, or `text` as if it were there); relative sources resolve to its folder."""
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes() if text is None else text
+        config = msgspec.toml.decode(raw, type=Config)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    try:
-        config = msgspec.toml.decode(raw, type=Config)
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return msgspec.structs.replace(config, base_dir=str(path.resolve().parent))
 
 
-def config_path(explicit: Path | None = None) -> Path | None:
-    """Which models.toml to read: --config, else $RADIS_MLX_CONFIG, else ./models.toml; None: none exists."""
+class ConfigPath(NamedTuple):
+    """The models.toml radis-mlx reads and why that one."""
+
+    path: Path
+    reason: str  # "--config", "$RADIS_MLX_CONFIG", "./models.toml" or "user config"
+
+    @property
+    def is_user_config(self) -> bool:
+        return self.reason == "user config"
+
+
+def config_path(explicit: Path | None = None) -> ConfigPath:
+    """Which models.toml to read: --config, $RADIS_MLX_CONFIG, ./models.toml, else the user config.
+
+    The one place that decides. The user config may not exist yet (`serve` creates it).
+    """
     if explicit is not None:
-        return explicit
+        return ConfigPath(explicit, "--config")
     env = os.environ.get(ENV_CONFIG)
     if env:
-        return Path(env)
+        return ConfigPath(Path(env).expanduser(), f"${ENV_CONFIG}")
     local = Path(DEFAULT_CONFIG_NAME)
-    return local if local.exists() else None
+    if local.is_file():
+        return ConfigPath(local, f"./{DEFAULT_CONFIG_NAME}")
+    return ConfigPath(user_config_path(), "user config")
+
+
+def user_config_path() -> Path:
+    """${XDG_CONFIG_HOME:-~/.config}/radis-mlx/models.toml, on macOS too (a command-line tool's place)."""
+    xdg = os.environ.get(ENV_XDG_CONFIG, "")
+    # The XDG spec: a relative value is invalid and ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
+    return base / APP_DIR_NAME / DEFAULT_CONFIG_NAME
+
+
+def starter_config() -> str:
+    """The starter models.toml shipped in the package: the starter models and every key explained."""
+    return resources.files("radis_mlx").joinpath(STARTER_RESOURCE).read_text(encoding="utf-8")
+
+
+def read_config(explicit: Path | None = None, *, create: bool = False) -> tuple[Config, ConfigPath, bool]:
+    """The config config_path chooses, its path and whether it was created now.
+
+    A missing user config is created when `create` is set (serve), else read as the starter it would be
+    (ls, pull, config); a missing --config or $RADIS_MLX_CONFIG file is a ConfigError.
+    """
+    chosen = config_path(explicit)
+    created = False
+    if chosen.is_user_config and not chosen.path.exists():
+        if not create:
+            return load_config(chosen.path, starter_config()), chosen, False
+        try:
+            chosen.path.parent.mkdir(parents=True, exist_ok=True)
+            with chosen.path.open("x", encoding="utf-8") as file:  # never overwrites (two servers racing)
+                file.write(starter_config())
+            created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot create the user config {chosen.path}: {exc.strerror}") from exc
+    return load_config(chosen.path), chosen, created
 
 
 def split_keys(values: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from radis_mlx.cli.client import ServerDown, unknown_model
+from radis_mlx.cli.config_command import config_command
 from radis_mlx.cli.remote import chat, ps, status
 from radis_mlx.cli.service_commands import service_group
 from radis_mlx.cli.terminal import (
@@ -102,7 +103,8 @@ def main() -> None:
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="models.toml to serve (default ./models.toml or $RADIS_MLX_CONFIG).",
+    help="models.toml to serve (default: $RADIS_MLX_CONFIG, ./models.toml, else the user config "
+    "~/.config/radis-mlx/models.toml, created from the starter models on first run).",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--fetch/--no-fetch", default=True, help="Download configured models before serving.")
@@ -128,8 +130,11 @@ def serve(
     from radis_mlx.api.guard import is_loopback
     from radis_mlx.app import create_app
 
+    loaded, chosen, created = config_or_usage(config_path, create=True)
+    made = ", created now from the starter models" if created else ""
+    click.echo(f"radis-mlx: config {chosen.path.absolute()} ({chosen.reason}{made})", err=True)
     config = with_overrides(
-        config_or_usage(config_path),
+        loaded,
         host=host,
         port=port,
         log_level=log_level,
@@ -272,7 +277,7 @@ def bench(args: tuple[str, ...]) -> None:
     sys.exit(run_bench(list(args)))
 
 
-for command in (ps, status, chat, service_group):
+for command in (ps, status, chat, config_command, service_group):
     main.add_command(command)
 
 

@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from radis_mlx.cli.client import ServerClient
-from radis_mlx.config import ENV_CONFIG, Config, ConfigError, config_path, env_api_keys, load_config
+from radis_mlx.config import ENV_CONFIG, Config, ConfigError, ConfigPath, env_api_keys, read_config
 
 CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="models.toml (default ./models.toml or $RADIS_MLX_CONFIG; optional here).",
+    help="models.toml (default: $RADIS_MLX_CONFIG, ./models.toml, else ~/.config/radis-mlx/models.toml).",
 )
 URL_OPTION = click.option(
     "--url", default=None, help="The running server (default: host and port of the config)."
@@ -26,21 +26,20 @@ URL_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
-def config_or_usage(path: Path | None) -> Config:
-    """The config at path, $RADIS_MLX_CONFIG or ./models.toml; a usage error when there is none."""
-    found = config_path(path)
-    if found is None or not found.exists():
-        where = found or "models.toml"
-        raise click.UsageError(f"no {where} here; pass --config PATH or set {ENV_CONFIG}")
+def config_or_usage(path: Path | None, *, create: bool = False) -> tuple[Config, ConfigPath, bool]:
+    """The config config.py chooses, where it is, and whether it was created now; a usage error if unreadable.
+
+    `create` writes the user config from the starter when it is the one chosen and missing (serve).
+    """
     try:
-        return load_config(found)
+        return read_config(path, create=create)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"{exc}; pass --config PATH or set {ENV_CONFIG}") from None
 
 
 def optional_config(path: Path | None) -> Config:
-    """As config_or_usage, but the defaults when no models.toml is around."""
-    return Config() if config_path(path) is None else config_or_usage(path)
+    """The config for commands that only read it (a missing user config reads as the starter)."""
+    return config_or_usage(path)[0]
 
 
 def server_url(config: Config, url: str | None) -> str:

@@ -38,7 +38,7 @@ class ModelInfo(Struct, kw_only=True):
     state: str  # "not-loaded", "loading", "loaded" or "unloading"
     max_context_length: int | None
     engine: str
-    origin: str  # "config", "hf-cache", "model-dir" or "cache"
+    origin: str  # "config", "hf-cache", "model-dir", "cache", "lmstudio" or "ollama"
     size_bytes: int | None
     pinned: bool
     aliases: list[str]

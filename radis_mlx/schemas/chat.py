@@ -30,6 +30,7 @@ from radis_mlx.schemas.common import (
     TtlSeconds,
     check_budget,
     template_switch,
+    with_default_system,
 )
 
 
@@ -190,10 +191,11 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
         reasoning = ReasoningOptions(
             self.reasoning_effort, template_switch(self.chat_template_kwargs, "chat_template_kwargs"), budget
         )
+        messages = [_to_chat_message(m, i) for i, m in enumerate(self.messages)]
         generation = GenerationRequest(
-            messages=[_to_chat_message(m, i) for i, m in enumerate(self.messages)],
+            messages=with_default_system(messages, defaults),
             max_tokens=max_tokens,
-            stop=self.stop_list(),
+            stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             json_schema=self.response_format.to_schema() if self.response_format else None,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,

@@ -9,7 +9,7 @@ from msgspec import Meta, Struct
 
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import SamplingParams
+from radis_mlx.generation.types import ChatMessage, SamplingParams
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 TopP = Annotated[float, Meta(ge=0, le=1)]
@@ -79,8 +79,19 @@ class SamplingFields(Struct, kw_only=True):
             logit_bias=_token_bias(self.logit_bias),
         )
 
-    def stop_list(self) -> list[str]:
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+    def stop_list(self, defaults: SamplingDefaults | None = None) -> list[str]:
+        """The request's stop strings, else the model's default ones."""
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if not stop and defaults is not None and defaults.stop:
+            return list(defaults.stop)
+        return stop
+
+
+def with_default_system(messages: list[ChatMessage], defaults: SamplingDefaults) -> list[ChatMessage]:
+    """The model's default system prompt first, when the conversation brings no system message of its own."""
+    if defaults.system and not any(m.role == "system" for m in messages):
+        return [ChatMessage("system", defaults.system), *messages]
+    return messages
 
 
 def split_inputs(

@@ -57,7 +57,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
         return GenerationRequest(
             prompt=prompt,
             max_tokens=self.max_tokens or defaults.max_tokens,
-            stop=self.stop_list(),
+            stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             logprobs=self.logprobs,
         )

@@ -27,7 +27,7 @@ from radis_mlx.generation.types import (
     ToolDefinition,
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
-from radis_mlx.schemas.common import BudgetTokens, MaxTokens, SamplingFields, TtlSeconds
+from radis_mlx.schemas.common import BudgetTokens, MaxTokens, SamplingFields, TtlSeconds, with_default_system
 
 # Claude Code's first system block: metadata for Anthropic's own servers, with a per-request nonce.
 BILLING_LINE = "x-anthropic-billing-header:"
@@ -220,12 +220,14 @@ class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request."""
         sampling = SamplingFields(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        return self.generation(
+        generation = self.generation(
             max_tokens=self.max_tokens,
-            stop=list(self.stop_sequences or []),
+            stop=list(self.stop_sequences or defaults.stop or []),
             sampling=sampling.to_sampling_params(defaults),
             json_schema=self.output_config.json_schema() if self.output_config else None,
         )
+        generation.messages = with_default_system(generation.messages or [], defaults)
+        return generation
 
 
 def system_text(system: str | list[TextBlock] | None) -> str:

@@ -22,7 +22,15 @@ from radis_mlx.generation.types import (
     ReasoningOptions,
     ToolDefinition,
 )
-from radis_mlx.schemas.common import MaxTokens, ReasoningEffort, SamplingFields, Temperature, TopP, TtlSeconds
+from radis_mlx.schemas.common import (
+    MaxTokens,
+    ReasoningEffort,
+    SamplingFields,
+    Temperature,
+    TopP,
+    TtlSeconds,
+    with_default_system,
+)
 from radis_mlx.schemas.response_items import Opener, to_messages
 
 # The reference's includable values. Honored: reasoning.encrypted_content, message.output_text.logprobs;
@@ -183,7 +191,8 @@ class ResponseCreateRequest(Struct, kw_only=True):
         tools = [t.to_definition(i) for i, t in enumerate(self.tools) if not isinstance(t, WebSearchTool)]
         choice = self.tool_choice
         generation = GenerationRequest(
-            messages=[*system, *history, *self.input_messages(open_sealed)],
+            messages=with_default_system([*system, *history, *self.input_messages(open_sealed)], defaults),
+            stop=list(defaults.stop or []),
             max_tokens=self.max_output_tokens or defaults.max_tokens,
             sampling=sampling.to_sampling_params(defaults),
             json_schema=self.json_schema(),

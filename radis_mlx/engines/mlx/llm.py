@@ -36,6 +36,7 @@ from radis_mlx.generation.types import (
     check_token_ids,
     completion_room,
 )
+from radis_mlx.store.gguf import is_gguf
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class MlxLlmEngine(ThreadedEngine):
         import mlx_lm
 
         folder = self.path
-        if folder.suffix == ".gguf":
+        if is_gguf(folder):
             from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
 
             folder = convert_gguf(folder, self.cache_dir)
@@ -103,7 +104,7 @@ class MlxLlmEngine(ThreadedEngine):
         self.info.context_length = min(limit, trained) if limit else trained
         parameters: list[tuple[str, Any]] = mlx.utils.tree_flatten(self._model.parameters())  # type: ignore[assignment]
         self.info.size_bytes = sum(v.nbytes for _, v in parameters)
-        self.info.details = {"format": "gguf" if self.path.suffix == ".gguf" else "mlx"}
+        self.info.details = {"format": "gguf" if is_gguf(self.path) else "mlx"}
         mx.eval(self._model.parameters())
         self._scheduler = BatchScheduler(
             self._model, self._tokenizer, prompt_cache_bytes=self.prompt_cache_bytes, score=self._score
