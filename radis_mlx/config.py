@@ -95,6 +95,8 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # {start, end}), and a default budget of reasoning tokens (a request's own budget wins).
     reasoning: ReasoningSetting = "auto"
     reasoning_budget: Annotated[int, Meta(ge=0)] | None = None
+    # Over [server]'s: Anthropic usage scaled to this window (for Claude Code; see ServerSettings).
+    anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
     # Embedding entries (kind = "embedding"):
     max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them

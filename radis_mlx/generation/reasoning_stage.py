@@ -129,7 +129,10 @@ async def _reasoned(
                     reasoning_tokens=reasoning_tokens,
                 )
                 return
-            prepared = dataclasses.replace(prepared, assistant_prefix=prefix, max_tokens=left)
+            # An output grammar covered the reasoning it ended; the answer after it is the model's own.
+            prepared = dataclasses.replace(
+                prepared, assistant_prefix=prefix, max_tokens=left, output_grammar=None
+            )
             budget = None
             stream = _counted(generate(prepared), generated)
     finally:

@@ -137,8 +137,11 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # A JSON schema the output must match (constrained decoding); None: free text.
     json_schema: dict[str, Any] | None = None
-    # Or a grammar in Lark (llguidance's dialect) the output must match: a custom tool's forced input.
+    # Or a grammar in Lark (llguidance's dialect) the answer must match: a custom tool's forced input.
     grammar: str | None = None
+    # A Lark grammar over everything the model writes, reasoning markup included (the `grammar` request
+    # extension, llama-server's name for it); unlike the two above, it does not close the reasoning first.
+    output_grammar: str | None = None
     # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
     logprobs: int | None = None
     # Tool calling, handled engine-neutrally by generation/tools.py (runner.generate_until runs it):

@@ -29,6 +29,7 @@ from radis_mlx.schemas.common import (
     StreamOptions,
     TtlSeconds,
     check_budget,
+    output_grammar,
     template_switch,
     with_default_system,
 )
@@ -204,6 +205,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
             parallel_tool_calls=self.parallel_tool_calls is not False,
             reasoning=reasoning,
             template_kwargs=dict(self.chat_template_kwargs or {}),
+            output_grammar=output_grammar(self.grammar),
         )
         check_tools(generation)
         return generation

@@ -9,6 +9,7 @@ from msgspec import Meta, Struct
 
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
+from radis_mlx.generation.grammar import lark_text
 from radis_mlx.generation.types import ChatMessage, SamplingParams
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
@@ -64,6 +65,8 @@ class SamplingFields(Struct, kw_only=True):
     top_k: Annotated[int, Meta(ge=-1)] | None = None
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     repetition_penalty: Annotated[float, Meta(gt=0, le=10)] | None = None
+    # Extension (llama-server's field): a grammar over the whole output, in llguidance's Lark dialect.
+    grammar: str | None = None
 
     def to_sampling_params(self, defaults: SamplingDefaults) -> SamplingParams:
         """Request fields over per-model defaults over OpenAI's defaults."""
@@ -153,3 +156,8 @@ def check_budget(budget: int | None, max_tokens: int | None, param: str) -> None
         raise InvalidRequestError(
             f"{param} ({budget}) must not exceed max_tokens ({max_tokens})", param=param
         )
+
+
+def output_grammar(grammar: str | None, param: str = "grammar") -> str | None:
+    """The `grammar` extension checked (Lark, llguidance's dialect); an invalid one is a 400 naming it."""
+    return lark_text(grammar, "lark", param) if grammar is not None else None

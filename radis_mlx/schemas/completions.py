@@ -16,6 +16,7 @@ from radis_mlx.schemas.common import (
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    output_grammar,
     split_inputs,
 )
 
@@ -60,6 +61,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
             stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             logprobs=self.logprobs,
+            output_grammar=output_grammar(self.grammar),
         )
 
 

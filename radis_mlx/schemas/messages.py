@@ -27,7 +27,14 @@ from radis_mlx.generation.types import (
     ToolDefinition,
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
-from radis_mlx.schemas.common import BudgetTokens, MaxTokens, SamplingFields, TtlSeconds, with_default_system
+from radis_mlx.schemas.common import (
+    BudgetTokens,
+    MaxTokens,
+    SamplingFields,
+    TtlSeconds,
+    output_grammar,
+    with_default_system,
+)
 
 # Claude Code's first system block: metadata for Anthropic's own servers, with a per-request nonce.
 BILLING_LINE = "x-anthropic-billing-header:"
@@ -214,7 +221,9 @@ class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
-    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    # Extensions: a grammar over the whole output (llguidance's Lark, llama-server's field), and the idle
+    # TTL (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    grammar: str | None = None
     ttl: TtlSeconds | None = None
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
@@ -225,6 +234,7 @@ class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
             stop=list(self.stop_sequences or defaults.stop or []),
             sampling=sampling.to_sampling_params(defaults),
             json_schema=self.output_config.json_schema() if self.output_config else None,
+            output_grammar=output_grammar(self.grammar),
         )
         generation.messages = with_default_system(generation.messages or [], defaults)
         return generation

@@ -29,6 +29,7 @@ from radis_mlx.schemas.common import (
     Temperature,
     TopP,
     TtlSeconds,
+    output_grammar,
     with_default_system,
 )
 from radis_mlx.schemas.response_items import Opener, to_messages
@@ -161,7 +162,9 @@ class ResponseCreateRequest(Struct, kw_only=True):
     top_p: TopP | None = None
     truncation: Literal["auto", "disabled"] = "disabled"
     user: str | None = None
-    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    # Extensions: a grammar over the whole output (llguidance's Lark, llama-server's field), and the idle
+    # TTL (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    grammar: str | None = None
     ttl: TtlSeconds | None = None
 
     def input_messages(self, open_sealed: Opener) -> list[ChatMessage]:
@@ -203,6 +206,7 @@ class ResponseCreateRequest(Struct, kw_only=True):
             else choice,
             parallel_tool_calls=self.parallel_tool_calls,
             reasoning=ReasoningOptions(effort=self.reasoning.effort if self.reasoning else None),
+            output_grammar=output_grammar(self.grammar),
         )
         check_tools(generation, "tools[{}].parameters")
         return generation

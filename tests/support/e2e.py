@@ -17,6 +17,8 @@ TOOL_TEMPLATE = (Path(__file__).parent / "tool_template.jinja").read_text()
 # A template that opens <think> in the generation prompt (as Qwen3's thinking templates do): the starter
 # model then serves as a reasoning model, its output steered into a reasoning shape by test grammars.
 THINK_TEMPLATE = (Path(__file__).parent / "think_template.jinja").read_text()
+# The same for tool calling: tool_template.jinja's <tool_call> format, with <think> opened as above.
+THINK_TOOLS_TEMPLATE = (Path(__file__).parent / "think_tools_template.jinja").read_text()
 
 # A declared fill-in-the-middle template; the starter's vocabulary has none of these tokens, so the
 # markers are plain text to it (the rendered prompt is still exactly what the model is sent).

@@ -110,8 +110,9 @@ class _Usage:
     which assumes a 200k window: scaled figures let it compact when the model's real window fills)."""
 
     def __init__(self, pool: ModelPool, model: str) -> None:
-        window = pool.config.server.anthropic_usage_window
-        engine = pool.get(model).engine
+        slot = pool.get(model)
+        window = slot.entry.anthropic_usage_window or pool.config.server.anthropic_usage_window
+        engine = slot.engine
         context = engine.info.context_length if engine is not None else 0
         self.scale = window / context if window and context else 1.0
 

@@ -49,7 +49,9 @@ class Leader:
         try:
             prompt, max_tokens = self._prompt(job)
             sampler, processors = sampling(job.request.sampling)
-            grammar = constraint_grammar(job.request.json_schema, job.request.grammar)
+            grammar = constraint_grammar(
+                job.request.json_schema, job.request.grammar or job.request.output_grammar
+            )
             if grammar is not None:
                 processors.append(GrammarMask(self._guidance.get(), grammar, len(prompt)))
         except Exception as exc:

@@ -170,7 +170,13 @@ class LlamaCppEngine(ChildEngine):
             body["prompt"] = request.prompt or ""
         chat = path == "/v1/chat/completions"
         body.update(
-            constraint_body(request.json_schema, request.logprobs, chat, self._llguidance, request.grammar)
+            constraint_body(
+                request.json_schema,
+                request.logprobs,
+                chat,
+                self._llguidance,
+                request.grammar or request.output_grammar,
+            )
         )
         try:
             async with await self._post_stream(path, msgspec.json.encode(body)) as response:

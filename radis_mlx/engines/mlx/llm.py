@@ -131,7 +131,7 @@ class MlxLlmEngine(ThreadedEngine):
         )
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
         sampler, processors = _sampling(request.sampling)
-        grammar = constraint_grammar(request.json_schema, request.grammar)
+        grammar = constraint_grammar(request.json_schema, request.grammar or request.output_grammar)
         if grammar is not None:
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
