@@ -363,4 +363,6 @@ def test_scaled_usage_lets_claude_code_compact_in_time(claude, sdk):
     counted = claude.messages.count_tokens(model="small-llamacpp", messages=prompt).input_tokens
     reply = claude.messages.create(model="small-llamacpp", max_tokens=4, messages=prompt)
     used = reply.usage.input_tokens + reply.usage.cache_read_input_tokens
-    assert counted == used == round(real * 200_000 / 256) and used >= 0.85 * 200_000
+    # (input and cached tokens are each rounded once scaled)
+    assert abs(counted - round(real * 200_000 / 256)) <= 1 and abs(used - counted) <= 1
+    assert used >= 0.85 * 200_000
