@@ -162,6 +162,8 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # Opt-in, for Claude Code (it assumes a 200k window and compacts near ~167k): Anthropic usage scaled so
     # the model's real window maps onto this many tokens. Not token counts then: for that client only.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
+    # What GET /api/version answers Ollama's clients (some gate features on it: Copilot needs >= 0.6.4).
+    ollama_version: Annotated[str, Meta(pattern=r"^\d+\.\d+\.\d+")] = "0.12.0"
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
