@@ -13,7 +13,8 @@ from litestar.testing import AsyncTestClient
 
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, SamplingDefaults, ServerSettings
-from radis_mlx.generation.types import GenerationChunk, GenerationRequest
+from radis_mlx.generation.reasoning import THINK
+from radis_mlx.generation.types import GenerationChunk, GenerationRequest, ReasoningOptions
 from radis_mlx.pool import ModelPool, ModelState
 from tests.support.fakes import FakeEngine
 from tests.support.ndjson import ndjson_lines
@@ -167,6 +168,38 @@ async def test_defaults_are_the_entrys_then_ollamas(client, engine):
     assert engine.requests[-1].max_tokens is None
 
 
+async def test_num_predict_past_the_context_stops_at_its_end(client):
+    body = {"model": "fake", "messages": HI, "stream": False, "options": {"num_predict": 100000}}
+    reply = (await client.post("/api/chat", json=body)).json()  # clamped to the room, as Ollama does
+    assert reply["done"] is True and reply["eval_count"] == 8
+
+
+async def test_think_maps_onto_reasoning_and_thinking_comes_back_apart(tmp_path):
+    engine = Recording(script="<think> let me see </think> Paris it is")
+    engine.reasoning = THINK
+    app, _ = app_with(engine, tmp_path)
+    async with AsyncTestClient(app=app) as client:
+        body = {"model": "fake", "messages": HI, "think": True}
+        chunks = ndjson_lines((await client.post("/api/chat", json=body)).text)
+        assert engine.requests[-1].reasoning == ReasoningOptions(enabled=True)
+        single = (await client.post("/api/chat", json={**body, "stream": False, "think": "high"})).json()
+        assert engine.requests[-1].reasoning == ReasoningOptions(effort="high")
+        generated = (
+            await client.post("/api/generate", json={"model": "fake", "prompt": "hi", "stream": False})
+        ).json()
+        assert engine.requests[-1].reasoning == ReasoningOptions()  # unset: the model's default
+        history = [*HI, {"role": "assistant", "content": "Paris", "thinking": "easy"}, *HI]
+        await client.post("/api/chat", json={"model": "fake", "messages": history, "think": False})
+        assert engine.requests[-1].messages[1].reasoning == "easy"
+        shown = (await client.post("/api/show", json={"model": "fake"})).json()
+    thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+    content = "".join(c["message"]["content"] for c in chunks)
+    assert (thinking, content) == ("let me see ", "Paris it is")
+    assert single["message"]["thinking"] == thinking and single["message"]["content"] == content
+    assert generated["thinking"] == thinking and generated["response"] == content
+    assert "thinking" in shown["capabilities"]
+
+
 async def test_format_json_and_schema_become_the_constraint(client, engine):
     await client.post("/api/chat", json={"model": "fake", "messages": HI, "format": "json", "stream": False})
     assert engine.requests[-1].json_schema == {"type": "object"}
@@ -284,7 +317,8 @@ async def until(condition, seconds: float = 2.0) -> None:
             "format cannot be combined",
         ),
         ({"model": "emb", "messages": HI}, 400, '"emb" does not support chat'),
-        ({"model": "fake", "messages": HI, "options": {"num_predict": 1000}}, 400, "messages"),
+        ({"model": "fake", "messages": [{"role": "user", "content": "word " * 300}]}, 400, "context length"),
+        ({"model": "fake", "messages": HI, "think": True}, 400, '"fake" does not support thinking'),
     ],
 )
 async def test_bad_chat_requests_get_ollamas_error_shape(client, body, status, error):

@@ -105,6 +105,22 @@ def test_tools_produce_a_call_with_object_arguments(ollama_client, model):
     ]
 
 
+def test_think_returns_the_reasoning_apart(ollama_client):
+    # A template that opens <think> in its generation prompt: the starter then reasons (llama.cpp only:
+    # the split is the generation layer's, the same on every engine).
+    model = "smollm2-think-llamacpp"
+    assert "thinking" in ollama_client.show(model).capabilities
+    thought = ollama_client.chat(model=model, messages=FRANCE, think=True, options=SHORT)
+    assert thought.message.thinking and "<think>" not in thought.message.thinking
+    parts = list(ollama_client.generate(model=model, prompt="Hi", think=True, options=SHORT, stream=True))
+    assert "".join(p.thinking or "" for p in parts) and parts[-1].done
+    plain = ollama_client.chat(model=model, messages=FRANCE, think=False, options=SHORT)
+    assert not plain.message.thinking and plain.message.content
+    with pytest.raises(ollama.ResponseError) as refused:
+        ollama_client.chat(model="smollm2-llamacpp", messages=FRANCE, think=True, options=SHORT)
+    assert refused.value.status_code == 400 and "does not support thinking" in refused.value.error
+
+
 def test_embed_is_normalised_and_embeddings_are_raw(ollama_client):
     embed = ollama_client.embed(model="minilm", input=["A cat sits on the mat", "Quarterly earnings"])
     assert [len(v) for v in embed.embeddings] == [384, 384] and embed.prompt_eval_count > 0

@@ -61,7 +61,8 @@ async def ollama_chat(request: Request, pool: NamedDependency[ModelPool]) -> Cha
         reason = await load_or_unload(pool, slot, keep_alive)
         return _ChatChunks(body.model).done(reason, {})
     generation = body.to_generation(slot.entry.defaults)
-    return await _respond(pool, slot, keep_alive, generation, body.stream, _ChatChunks(body.model))
+    prepare = _checked(body.model, body.thinks)
+    return await _respond(pool, slot, keep_alive, generation, body.stream, _ChatChunks(body.model), prepare)
 
 
 @post(
@@ -79,14 +80,23 @@ async def ollama_generate(request: Request, pool: NamedDependency[ModelPool]) ->
         reason = await load_or_unload(pool, slot, keep_alive)
         return _GenerateChunks(body.model).done(reason, {})
     generation = body.to_generation(slot.entry.defaults)
-    suffix = body.suffix
+    prepare = _checked(body.model, body.thinks, body.suffix)
+    return await _respond(
+        pool, slot, keep_alive, generation, body.stream, _GenerateChunks(body.model), prepare
+    )
 
-    def fim(engine: TextGenerator, request: GenerationRequest) -> GenerationRequest:
-        # Whether the model can fill in the middle is known only once it is loaded.
-        return replace(request, prompt=fill_in_middle(engine.fim_template, request.prompt, suffix or ""))
 
-    chunks = _GenerateChunks(body.model)
-    return await _respond(pool, slot, keep_alive, generation, body.stream, chunks, fim if suffix else None)
+def _checked(name: str, thinks: bool, suffix: str | None = None) -> Prepare:
+    """What only the loaded model can tell: whether it reasons, and its fill-in-the-middle template."""
+
+    def prepare(engine: TextGenerator, request: GenerationRequest) -> GenerationRequest:
+        if thinks and engine.reasoning is None:
+            raise InvalidRequestError(f'"{name}" does not support thinking', param="think")
+        if suffix:
+            return replace(request, prompt=fill_in_middle(engine.fim_template, request.prompt, suffix))
+        return request
+
+    return prepare
 
 
 def _generating(pool: ModelPool, name: str, route: str) -> PoolSlot:
@@ -99,16 +109,9 @@ def _generating(pool: ModelPool, name: str, route: str) -> PoolSlot:
 class _Chunks(Protocol[Reply]):
     """One route's reply objects: pieces while generating, then the last one with the counts."""
 
-    def delta(self, text: str, calls: list[ToolCall], logprobs: list[TokenLogprob] | None) -> Reply: ...
+    def delta(self, piece: GenerationChunk) -> Reply: ...
 
-    def done(
-        self,
-        reason: str,
-        durations: dict[str, int],
-        text: str = "",
-        calls: list[ToolCall] | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-    ) -> Reply: ...
+    def done(self, reason: str, durations: dict[str, int], outcome: Outcome | None = None) -> Reply: ...
 
 
 async def _respond(
@@ -123,7 +126,7 @@ async def _respond(
     server = pool.config.server
     if stream:
         run = await start_run(pool, slot, keep_alive, generation, prepare=prepare, grace=server.stream_grace)
-        beat = chunks.delta("", [], None)  # an empty chunk: never a blank line
+        beat = chunks.delta(GenerationChunk(""))  # an empty chunk: never a blank line
         return ndjson_response(_events(run, chunks), run.chunks, server.keepalive_interval, beat)
     run = await start_run(pool, slot, keep_alive, generation, prepare=prepare)
     pieces = _timed(run)
@@ -133,8 +136,7 @@ async def _respond(
         await pieces.aclose()  # type: ignore[attr-defined]
         await run.close()
     durations = run.timing.durations(outcome.prompt_tokens, outcome.completion_tokens)
-    reason = done_reason(outcome.finish_reason)
-    return chunks.done(reason, durations, outcome.text, outcome.tool_calls, outcome.logprobs)
+    return chunks.done(done_reason(outcome.finish_reason), durations, outcome)
 
 
 async def _timed(run: Run) -> AsyncIterator[GenerationChunk]:
@@ -147,8 +149,8 @@ async def _events(run: Run, chunks: _Chunks[msgspec.Struct]) -> AsyncIterator[by
     try:
         async for piece in run.chunks:
             run.timing.seen()
-            if piece.text or piece.tool_calls or piece.logprobs:
-                yield line(chunks.delta(piece.text, piece.tool_calls or [], piece.logprobs))
+            if piece.text or piece.reasoning or piece.tool_calls or piece.logprobs:
+                yield line(chunks.delta(piece))
             if piece.finish_reason is not None:
                 durations = run.timing.durations(piece.prompt_tokens, piece.completion_tokens)
                 yield line(chunks.done(done_reason(piece.finish_reason), durations))
@@ -169,69 +171,61 @@ class _ChatChunks:
         self.model = model
         self.calls = 0
 
-    def _message(self, text: str, calls: list[ToolCall]) -> ResponseMessage:
+    def _message(self, text: str, thinking: str, calls: list[ToolCall]) -> ResponseMessage:
         numbered = [ResponseToolCall.of(call, self.calls + i) for i, call in enumerate(calls)]
         self.calls += len(calls)
-        # TODO(reasoning): thinking=GenerationChunk.reasoning once generation separates it.
-        return ResponseMessage("assistant", text, tool_calls=numbered or None)
+        return ResponseMessage("assistant", text, thinking=thinking or None, tool_calls=numbered or None)
 
-    def delta(self, text: str, calls: list[ToolCall], logprobs: list[TokenLogprob] | None) -> ChatResponse:
-        message = self._message(text, calls)
+    def delta(self, piece: GenerationChunk) -> ChatResponse:
         return ChatResponse(
             model=self.model,
             created_at=created_at(),
-            message=message,
+            message=self._message(piece.text, piece.reasoning, piece.tool_calls or []),
             done=False,
-            logprobs=_logprobs(logprobs),
+            logprobs=_logprobs(piece.logprobs),
         )
 
-    def done(
-        self,
-        reason: str,
-        durations: dict[str, int],
-        text: str = "",
-        calls: list[ToolCall] | None = None,
-        logprobs: list[TokenLogprob] | None = None,
-    ) -> ChatResponse:
-        message = self._message(text, calls or [])
+    def done(self, reason: str, durations: dict[str, int], outcome: Outcome | None = None) -> ChatResponse:
+        text, thinking, calls = (
+            (outcome.text, outcome.reasoning, outcome.tool_calls) if outcome else ("", "", [])
+        )
         reply = ChatResponse(
             model=self.model,
             created_at=created_at(),
-            message=message,
+            message=self._message(text, thinking, calls),
             done=True,
             done_reason=reason,
-            logprobs=_logprobs(logprobs),
+            logprobs=_logprobs(outcome.logprobs if outcome else None),
         )
         return msgspec.structs.replace(reply, **durations)
 
 
 class _GenerateChunks:
-    """/api/generate's objects: the text in `response`."""
+    """/api/generate's objects: the text in `response`, the reasoning in `thinking`."""
 
     def __init__(self, model: str) -> None:
         self.model = model
 
-    def delta(
-        self, text: str, calls: list[ToolCall], logprobs: list[TokenLogprob] | None
-    ) -> GenerateResponse:
+    def delta(self, piece: GenerationChunk) -> GenerateResponse:
         return GenerateResponse(
-            model=self.model, created_at=created_at(), response=text, done=False, logprobs=_logprobs(logprobs)
+            model=self.model,
+            created_at=created_at(),
+            response=piece.text,
+            thinking=piece.reasoning or None,
+            done=False,
+            logprobs=_logprobs(piece.logprobs),
         )
 
     def done(
-        self,
-        reason: str,
-        durations: dict[str, int],
-        text: str = "",
-        calls: list[ToolCall] | None = None,
-        logprobs: list[TokenLogprob] | None = None,
+        self, reason: str, durations: dict[str, int], outcome: Outcome | None = None
     ) -> GenerateResponse:
         reply = GenerateResponse(
             model=self.model,
             created_at=created_at(),
-            response=text,
+            response=outcome.text if outcome else "",
+            thinking=(outcome.reasoning or None) if outcome else None,
             done=True,
             done_reason=reason,
-            logprobs=_logprobs(logprobs),
+            logprobs=_logprobs(outcome.logprobs if outcome else None),
         )
         return msgspec.structs.replace(reply, **durations)

@@ -26,6 +26,7 @@ from radis_mlx.api.errors import ndjson_error
 from radis_mlx.api.ollama.run import NDJSON, NDJSON_HEADERS, line, resolve
 from radis_mlx.errors import ModelNotFoundError
 from radis_mlx.pool import ModelPool, ModelState, PoolSlot
+from radis_mlx.pool.loader import model_reasoning
 from radis_mlx.schemas.errors import OllamaErrorResponse
 from radis_mlx.schemas.ollama.common import expires_at, local_time
 from radis_mlx.schemas.ollama.models import (
@@ -104,7 +105,7 @@ async def ollama_show(request: Request, pool: NamedDependency[ModelPool]) -> Sho
         template=template,
         details=_details(pool, slot, meta),
         model_info=info,
-        capabilities=_capabilities(slot),
+        capabilities=_capabilities(slot, template),
         modified_at=local_time(_modified(pool, slot)),
     )
 
@@ -171,7 +172,7 @@ def _listed(pool: ModelPool, slot: PoolSlot) -> ListModel:
         size=facts.weights if facts else 0,
         digest=_digest(slot),
         details=_details(pool, slot, meta),
-        capabilities=_capabilities(slot),
+        capabilities=_capabilities(slot, _template(slot, meta)),
     )
 
 
@@ -210,14 +211,22 @@ def _context_length(slot: PoolSlot, meta: dict[str, Any]) -> int:
     return min(limits) if limits else 0
 
 
-def _capabilities(slot: PoolSlot) -> list[str]:
-    """Ollama's capability words: every LLM here calls tools (the generic format needs no template)."""
+def _capabilities(slot: PoolSlot, template: str) -> list[str]:
+    """Ollama's capability words. Every LLM here calls tools (the generic format needs no template)."""
     entry = slot.entry
     if entry.kind == "embedding":
         return ["embedding"]
-    fim = entry.fim_template or (slot.engine.fim_template if slot.engine is not None else None)
-    # TODO(reasoning): "thinking" once generation separates reasoning; "vision" once images are served.
-    return ["completion", "tools", *(["insert"] if fim else []), *(["embedding"] if entry.embeddings else [])]
+    engine = slot.engine
+    fim = entry.fim_template or (engine.fim_template if engine is not None else None)
+    reasons = engine.reasoning if engine is not None else model_reasoning(entry, template or None)
+    # TODO(vision): "vision" once images are served.
+    return [
+        "completion",
+        "tools",
+        *(["insert"] if fim else []),
+        *(["thinking"] if reasons else []),
+        *(["embedding"] if entry.embeddings else []),
+    ]
 
 
 def _template(slot: PoolSlot, meta: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from radis_mlx.schemas.ollama.common import (
     ThinkLevel,
     format_schema,
     keep_alive_seconds,
-    think_setting,
+    reasoning_options,
 )
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -98,7 +98,6 @@ class GenerationFields(Struct, kw_only=True):
 
     def _generation(self, defaults: SamplingDefaults, **fields: Any) -> GenerationRequest:
         options = self.options or Options()
-        think_setting(self.think)  # checked now; see its TODO for the reasoning control
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
         return GenerationRequest(
@@ -107,8 +106,14 @@ class GenerationFields(Struct, kw_only=True):
             sampling=options.sampling(defaults),
             json_schema=format_schema(self.format),
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
+            reasoning=reasoning_options(self.think),
             **fields,
         )
+
+    @property
+    def thinks(self) -> bool:
+        """Whether the request asks for reasoning (a model without any then refuses it, as Ollama)."""
+        return bool(self.think)
 
 
 class ChatRequest(GenerationFields, kw_only=True):
@@ -176,11 +181,15 @@ def chat_messages(messages: list[OllamaMessage]) -> list[ChatMessage]:
                 for i, c in enumerate(message.tool_calls)
             ]
             calls += made
-            converted.append(ChatMessage("assistant", content or None, tool_calls=made))
+            converted.append(
+                ChatMessage("assistant", content or None, tool_calls=made, reasoning=message.thinking)
+            )
         elif role == "tool":
             converted.append(ChatMessage("tool", content, tool_call_id=_answered(message, calls)))
         else:
-            converted.append(ChatMessage(role, content))
+            converted.append(
+                ChatMessage(role, content, reasoning=message.thinking if role == "assistant" else None)
+            )
     return converted
 
 

@@ -18,7 +18,7 @@ from msgspec import Meta, Struct
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.grammar import ANY_OBJECT, schema_grammar
-from radis_mlx.generation.types import SamplingParams
+from radis_mlx.generation.types import ReasoningOptions, SamplingParams
 
 # Ollama's integer options accept any JSON number and truncate it.
 Number = int | float
@@ -134,16 +134,14 @@ def format_schema(value: str | dict[str, Any] | None) -> dict[str, Any] | None:
     raise InvalidRequestError(FORMAT_ERROR.format(value), param="format")
 
 
-def think_setting(value: ThinkLevel | None) -> bool | str | None:
-    """`think`: true/false or a level ("low", "medium", "high", "max"); anything else is a 400.
-
-    TODO(reasoning): map this onto GenerationRequest's reasoning control when it lands (and fill
-    `thinking` from GenerationChunk.reasoning in api/ollama/chat.py's `_thinking`); until then the
-    reasoning text stays in `content`/`response`, as the model writes it.
-    """
-    if isinstance(value, str) and value not in THINK_LEVELS:
-        raise InvalidRequestError(f'invalid think value: "{value}"', param="think")
-    return value
+def reasoning_options(value: ThinkLevel | None) -> ReasoningOptions:
+    """`think`: true/false switch the model's reasoning, a level ("low", "medium", "high", "max") sets its
+    effort; unset leaves the model's default (on, for most reasoning models, as on Ollama)."""
+    if isinstance(value, str):
+        if value not in THINK_LEVELS:
+            raise InvalidRequestError(f'invalid think value: "{value}"', param="think")
+        return ReasoningOptions(effort=value)
+    return ReasoningOptions(enabled=value)
 
 
 def created_at() -> str:
