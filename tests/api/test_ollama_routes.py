@@ -273,6 +273,9 @@ async def test_keep_alive_sets_the_pool_ttl(client, engine):
     [running] = (await client.get("/api/ps")).json()["models"]
     assert int(running["expires_at"][:4]) > 2200  # forever: Ollama's far future
     assert (await client.get("/api/v0/models/loaded")).json()["data"][0]["ttl"] is None
+    await client.post("/api/chat", json={"model": "fake", "messages": [], "keep_alive": 1.7e308})
+    assert int((await client.get("/api/ps")).json()["models"][0]["expires_at"][:4]) > 2200
+    await client.post("/api/chat", json={"model": "fake", "messages": [], "keep_alive": -1})
     # 0 with a message: answered, then unloaded once done; the TTL set before stays for the next load.
     body = {"model": "fake", "messages": HI, "keep_alive": "0", "stream": False}
     reply = await client.post("/api/chat", json=body)
@@ -301,6 +304,7 @@ async def until(condition, seconds: float = 2.0) -> None:
         ({"model": "fake", "messages": HI, "options": {"temperature": "hot"}}, 400, "$.options.temperature"),
         ({"model": "fake", "messages": HI, "options": {"stop": "x"}}, 400, "$.options.stop"),
         ({"model": "fake", "messages": HI, "options": {"top_p": 3}}, 400, "$.options.top_p"),
+        ({"model": "fake", "messages": HI, "options": {"seed": 10**30}}, 400, "options.seed"),
         ({"model": "fake", "messages": HI, "keep_alive": "300"}, 400, 'invalid duration "300"'),
         ({"model": "fake", "messages": HI, "keep_alive": True}, 400, "$.keep_alive"),
         ({"model": "fake", "messages": HI, "think": "hard"}, 400, 'invalid think value: "hard"'),
@@ -383,7 +387,7 @@ async def test_model_routes_shapes(client, engine):
 
 
 async def test_root_answers_ollamas_probe_and_browsers_get_the_dashboard(client):
-    assert (await client.head("/")).status_code == 200
+    assert [(await client.head(p)).status_code for p in ("/", "/api/version", "/api/tags")] == [200] * 3
     probe = await client.get("/")
     assert probe.text == "Ollama is running" and probe.headers["content-type"].startswith("text/plain")
     page = await client.get("/", headers={"accept": "text/html,application/xhtml+xml"})

@@ -1,5 +1,6 @@
 """Ollama's model routes on our pool: GET /api/tags, POST /api/show, GET /api/ps, GET /api/version,
-HEAD / (the `ollama` CLI's heartbeat), POST /api/pull (NDJSON progress) and DELETE /api/delete.
+HEAD / (the `ollama` CLI's heartbeat; /api/version and /api/tags too), POST /api/pull (NDJSON progress)
+and DELETE /api/delete.
 
 Models are listed under their radis-mlx ids (a request may add `:latest`); what Ollama reads from its
 manifests comes from the files here: GGUF metadata, or an MLX folder's config.json.
@@ -52,9 +53,9 @@ OPT = {"error": OllamaErrorResponse}
 _PARAMETER_NAMES = {"repetition_penalty": "repeat_penalty", "max_tokens": "num_predict"}
 
 
-@head("/", include_in_schema=False, media_type=MediaType.TEXT)
+@head(["/", "/api/version", "/api/tags"], include_in_schema=False, media_type=MediaType.TEXT)
 async def heartbeat() -> None:
-    """The `ollama` CLI's heartbeat before run/list/ps (GET / is the dashboard, or RUNNING for others)."""
+    """HEAD as Ollama answers it: the `ollama` CLI's heartbeat (HEAD /) before run/list/ps, and probes."""
 
 
 @get("/api/version", summary="The Ollama version this server answers as", tags=TAGS, opt=OPT)

@@ -32,6 +32,9 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_K = 40
 DEFAULT_TOP_P = 0.9
 THINK_LEVELS = ("low", "medium", "high", "max")
+MAX_TOP_K = 2**31 - 1
+# Idle seconds past which a model's unloading is as good as never (a date Python can still write).
+FOREVER = 100 * 365 * 86400
 _GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -64,11 +67,13 @@ class Options(Struct, kw_only=True):
     def sampling(self, defaults: SamplingDefaults) -> SamplingParams:
         """Options over the model's defaults over Ollama's."""
         seed = None if self.seed is None or self.seed < 0 else int(self.seed)  # -1: random, as Ollama
+        if seed is not None and seed >= 2**64:
+            raise InvalidRequestError("seed must be below 2**64", param="options.seed")
         top_k = self.top_k if self.top_k is not None else _pick(defaults.top_k, DEFAULT_TOP_K)
         return SamplingParams(
             temperature=_pick(self.temperature, defaults.temperature, DEFAULT_TEMPERATURE),
             top_p=_pick(self.top_p, defaults.top_p, DEFAULT_TOP_P),
-            top_k=max(0, int(top_k)),  # 0 or less: off
+            top_k=min(max(0, int(top_k)), MAX_TOP_K),  # 0 or less: off; past the vocabulary: every token
             min_p=_pick(self.min_p, defaults.min_p, 0.0),
             seed=seed,
             presence_penalty=self.presence_penalty or 0.0,
@@ -156,7 +161,7 @@ def local_time(unix: float) -> str:
 
 def expires_at(seconds_left: float | None) -> str:
     """When an idle model unloads; never (no TTL) is Ollama's far future (now + max int64 ns)."""
-    if seconds_left is None or not math.isfinite(seconds_left):
+    if seconds_left is None or seconds_left > FOREVER:
         far = datetime.now().astimezone() + timedelta(microseconds=(2**63 - 1) // 1000)
         return far.isoformat()
     return local_time(time.time() + seconds_left)
