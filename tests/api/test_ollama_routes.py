@@ -12,11 +12,12 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from radis_mlx.app import create_app
-from radis_mlx.config import Config, ModelEntry, SamplingDefaults, ServerSettings
+from radis_mlx.config import Config, ModelEntry, PoolSettings, SamplingDefaults, ServerSettings
 from radis_mlx.generation.reasoning import THINK
 from radis_mlx.generation.types import GenerationChunk, GenerationRequest, ReasoningOptions
 from radis_mlx.pool import ModelPool, ModelState
 from tests.support.fakes import FakeEngine
+from tests.support.model_homes import OllamaStore, gguf_file
 from tests.support.ndjson import ndjson_lines
 
 pytestmark = pytest.mark.anyio
@@ -425,3 +426,35 @@ async def test_pull_streams_status_lines_and_delete_refuses_files_we_do_not_own(
     assert refused.status_code == 400 and "delete its files yourself" in refused.json()["error"]
     missing = await client.request("DELETE", "/api/delete", json={"model": "nope"})
     assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
+
+
+async def test_models_from_ollamas_store_keep_their_names_system_and_parameters(tmp_path, monkeypatch):
+    store = OllamaStore(tmp_path / "ollama")
+    blob = gguf_file(tmp_path / "tiny.gguf", context=1024)
+    store.add("tiny:latest", blob, params={"stop": ["four"], "temperature": 0.3}, system="Be terse.")
+    monkeypatch.setenv("OLLAMA_MODELS", str(store.root))
+    monkeypatch.setenv("RADIS_MLX_CACHE", str(tmp_path / "cache"))  # nothing pulled before
+    engine = Recording(context_length=1024)
+    pool_settings = PoolSettings(discover_hf_cache=False, discover_lmstudio=False)
+    config = Config(server=ServerSettings(allowed_hosts=["testserver.local"]), pool=pool_settings)
+
+    async def factory(model_id: str, entry: ModelEntry) -> FakeEngine:
+        return engine
+
+    pool = ModelPool(config, factory=factory, discover_models=True)
+    async with AsyncTestClient(app=create_app(config, pool)) as client:
+        tags = (await client.get("/api/tags")).json()["models"]
+        shown = (await client.post("/api/show", json={"model": "tiny"})).json()
+        reply = (
+            await client.post("/api/chat", json={"model": "tiny", "messages": HI, "stream": False})
+        ).json()
+        refused = await client.request("DELETE", "/api/delete", json={"model": "tiny"})
+    assert [m["name"] for m in tags] == ["tiny:latest"] and tags[0]["details"]["format"] == "gguf"
+    assert shown["system"] == "Be terse." and 'stop                           "four"' in shown["parameters"]
+    assert shown["model_info"]["llama.context_length"] == 1024 and shown["details"]["family"] == "llama"
+    # Its SYSTEM and PARAMETERs apply where the request sets none; the name is echoed as sent.
+    request = engine.requests[-1]
+    assert [(m.role, m.content) for m in request.messages] == [("system", "Be terse."), ("user", "hi")]
+    assert request.stop == ["four"] and request.sampling.temperature == 0.3
+    assert reply["model"] == "tiny" and reply["message"]["content"] == "one two three "
+    assert refused.status_code == 400 and "ollama rm" in refused.json()["error"]

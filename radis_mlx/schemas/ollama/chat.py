@@ -21,6 +21,7 @@ from radis_mlx.generation.types import (
     ToolCall,
     ToolDefinition,
 )
+from radis_mlx.schemas.common import with_default_system
 from radis_mlx.schemas.ollama.common import (
     KeepAlive,
     Options,
@@ -102,7 +103,7 @@ class GenerationFields(Struct, kw_only=True):
             raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
         return GenerationRequest(
             max_tokens=options.max_tokens(defaults),
-            stop=list(options.stop or []),
+            stop=list(options.stop or defaults.stop or []),  # the model's own (an Ollama PARAMETER stop)
             sampling=options.sampling(defaults),
             json_schema=format_schema(self.format),
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
@@ -125,7 +126,8 @@ class ChatRequest(GenerationFields, kw_only=True):
         tools = [t.to_definition() for t in self.tools or []] or None  # clients send `tools: []`
         if tools and self.format:
             raise InvalidRequestError("format cannot be combined with tools", param="format")
-        generation = self._generation(defaults, messages=chat_messages(self.messages or []), tools=tools)
+        messages = with_default_system(chat_messages(self.messages or []), defaults)
+        generation = self._generation(defaults, messages=messages, tools=tools)
         check_tools(generation)
         return generation
 
@@ -157,7 +159,8 @@ class GenerateRequest(GenerationFields, kw_only=True):
             raise InvalidRequestError("raw mode does not support template, system, or context", param="raw")
         if self.raw or self.suffix:
             return self._generation(defaults, prompt=self.prompt)
-        messages = [ChatMessage("system", self.system)] if self.system else []
+        system = self.system or defaults.system  # `system` replaces the model's own, as on Ollama
+        messages = [ChatMessage("system", system)] if system else []
         return self._generation(defaults, messages=[*messages, ChatMessage("user", self.prompt)])
 
 

@@ -92,10 +92,11 @@ class ListResponse(Struct):
     models: list[ListModel]
 
 
-class ShowResponse(Struct, kw_only=True):
+class ShowResponse(Struct, kw_only=True, omit_defaults=True):
     modelfile: str
     parameters: str
     template: str
+    system: str | None = None
     details: ModelDetails
     model_info: dict[str, Any]
     capabilities: list[str]
