@@ -159,11 +159,9 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # A stream's first token is awaited this long before the response starts; then `: keep-alive` comments.
     stream_grace: Annotated[float, Meta(ge=0)] = 1.5
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
-    # Opt-in, for Claude Code (it assumes a 200k window and compacts near ~167k): Anthropic usage scaled so
-    # the model's real window maps onto this many tokens. Not token counts then: for that client only.
+    # Claude Code only (it assumes 200k, compacts near ~167k): Anthropic usage scaled to this window.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
-    # What GET /api/version answers Ollama's clients (some gate features on it: Copilot needs >= 0.6.4).
-    ollama_version: Annotated[str, Meta(pattern=r"^\d+\.\d+\.\d+")] = "0.12.0"
+    ollama_version: str = "0.12.0"  # GET /api/version's answer (Ollama clients gate on it; Copilot: >= 0.6.4)
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):

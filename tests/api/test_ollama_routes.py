@@ -458,3 +458,9 @@ async def test_models_from_ollamas_store_keep_their_names_system_and_parameters(
     assert request.stop == ["four"] and request.sampling.temperature == 0.3
     assert reply["model"] == "tiny" and reply["message"]["content"] == "one two three "
     assert refused.status_code == 400 and "ollama rm" in refused.json()["error"]
+
+
+async def test_the_version_answered_is_configurable(tmp_path):
+    app, _ = app_with(FakeEngine(), tmp_path, ollama_version="0.13.5")
+    async with AsyncTestClient(app=app) as client:
+        assert (await client.get("/api/version")).json() == {"version": "0.13.5"}
