@@ -36,6 +36,13 @@ class Job:
     processors: list[Any]
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None
+    # The prompt as the prompt cache knows it, when its token ids do not tell it (images: vision_cache.py).
+    cache_key: list[int] | None = None
+    # A KV cache already holding the prompt's first n tokens (a vision model's images), of which
+    # `cached_tokens` came from the prompt cache; None: the longest cached prefix is fetched.
+    start: tuple[list[Any], int] | None = None
+    cached_tokens: int = 0
+    image_tokens: int = 0  # of the prompt, the images' (usage)
 
 
 @dataclass
@@ -48,8 +55,16 @@ class _Slot:
     guard: GuardedProcessors | None
     top_logprobs: int | None
     scored: LogprobQueue | None
+    cache_key: list[int] | None = None
+    image_tokens: int = 0
     generated: int = 0
     emitted: int = 0  # of generated, the tokens chunks were sent for
+
+    def key(self, tokens: list[int]) -> list[int]:
+        """The prompt cache's key for a sequence that starts with this request's prompt."""
+        if self.cache_key is None:
+            return tokens
+        return self.cache_key[: len(tokens)] + list(tokens[len(self.cache_key) :])
 
 
 class BatchScheduler:
@@ -75,7 +90,8 @@ class BatchScheduler:
 
     def submit(self, job: Job, emitter: Emitter[GenerationChunk]) -> None:
         """Queue a generation; it is prefilled and decoded by the next steps."""
-        cache, cached = self.prompt_cache.fetch(job.prompt)
+        cache, cached = job.start or self.prompt_cache.fetch(job.cache_key or job.prompt)
+        reused = job.cached_tokens if job.start is not None else cached
         guard = GuardedProcessors(job.processors) if job.processors else None
         (uid,) = self._generator.insert(
             [job.prompt[cached:]],
@@ -88,12 +104,14 @@ class BatchScheduler:
         self._slots[uid] = _Slot(
             emitter,
             len(job.prompt),
-            cached,
+            reused,
             self._tokenizer.detokenizer,
             StopBuffer(job.stop),
             guard,
             job.logprobs,
             LogprobQueue() if job.logprobs is not None else None,
+            job.cache_key,
+            job.image_tokens,
         )
 
     def step(self) -> None:
@@ -166,6 +184,7 @@ class BatchScheduler:
                 chunk = GenerationChunk(text, logprobs=logprobs, tokens=slot.generated - slot.emitted)
                 if not slot.emitted:  # the first chunk tells the prompt's size (Anthropic's message_start)
                     chunk.prompt_tokens, chunk.cached_tokens = slot.prompt_tokens, slot.cached_tokens
+                    chunk.image_tokens = slot.image_tokens
                 slot.emitted = slot.generated
                 slot.emitter.emit(chunk)
             return
@@ -177,11 +196,12 @@ class BatchScheduler:
             slot.generated,
             cached_tokens=slot.cached_tokens,
             tokens=slot.generated - slot.emitted,
+            image_tokens=slot.image_tokens,
         )
         chunk.logprobs = slot.scored.finish(text, slot.stops.stopped) if slot.scored is not None else None
         if response.finish_reason is not None:  # the generator has let it go already
             del self._slots[response.uid]
-            self.prompt_cache.insert(response.all_tokens, response.prompt_cache)
+            self.prompt_cache.insert(slot.key(response.all_tokens), response.prompt_cache)
         else:
             self._leave([response.uid], keep_cache=True)
         self.finished += 1
@@ -190,10 +210,10 @@ class BatchScheduler:
 
     def _leave(self, uids: list[int], *, keep_cache: bool) -> None:
         caches = self._generator.remove(uids, return_prompt_caches=keep_cache)
-        for uid in uids:
-            self._slots.pop(uid, None)
-        for cache, tokens in caches.values():
-            self.prompt_cache.insert(tokens, cache)
+        slots = {uid: self._slots.pop(uid, None) for uid in uids}
+        for uid, (cache, tokens) in caches.items():
+            slot = slots.get(uid)
+            self.prompt_cache.insert(slot.key(tokens) if slot is not None else tokens, cache)
 
     def _drop(self, uid: int, slot: _Slot, error: Exception) -> None:
         if uid in self._slots:

@@ -125,7 +125,13 @@ class MlxLlmEngine(ThreadedEngine):
         """Validate and join the batch; the scheduler streams the chunks and finishes the emitter."""
         if self._scheduler is None:
             raise EngineUnavailableError("the model is not loaded")
-        prompt = prompt_tokens(self._tokenizer, request, self.chat_template)
+        self._scheduler.submit(self._job(request), emitter)
+
+    def _job(self, request: GenerationRequest) -> Job:
+        """The request as the scheduler runs it: its prompt tokens, room, sampler and processors."""
+        return self._job_for(request, prompt_tokens(self._tokenizer, request, self.chat_template))
+
+    def _job_for(self, request: GenerationRequest, prompt: list[int]) -> Job:
         max_tokens = completion_room(
             self.info.context_length, len(prompt), request.max_tokens, prompt_param(request)
         )
@@ -135,8 +141,7 @@ class MlxLlmEngine(ThreadedEngine):
         if grammar is not None:
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
-        job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
-        self._scheduler.submit(job, emitter)
+        return Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
 
     def _llguidance_tokenizer(self) -> Any:
         assert self._guidance is not None

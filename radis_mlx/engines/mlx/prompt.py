@@ -20,6 +20,14 @@ from radis_mlx.generation.types import GenerationRequest, check_token_ids
 def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
     """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
     messages = template_messages(request.messages or [], object_arguments=True)
+    text = render_text(tokenizer, messages, request, template)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def render_text(
+    tokenizer: Any, messages: list[dict[str, Any]], request: GenerationRequest, template: str | None
+) -> str:
+    """Templated messages (as template_messages made them) with the assistant prefix: the prompt's text."""
     options: dict[str, Any] = {**request.template_kwargs, "add_generation_prompt": True, "tokenize": False}
     if request.tools:
         options["tools"] = template_tools(request.tools)
@@ -32,7 +40,7 @@ def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | No
         raise InvalidRequestError(
             f"the chat template rejected these messages: {exc}", param="messages"
         ) from exc
-    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+    return str(text) + request.assistant_prefix
 
 
 def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
@@ -69,7 +77,12 @@ class GuidanceTokenizer:
 def trained_context(folder: Path) -> int:
     """The context length an MLX model folder was trained for (config.json)."""
     config = json.loads((folder / "config.json").read_text())
-    return int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)
+    text = config.get("text_config")  # a vision model's language model
+    for source in (config, text if isinstance(text, dict) else {}):
+        trained = source.get("max_position_embeddings") or source.get("max_seq_len")
+        if trained:
+            return int(trained)
+    return 4096
 
 
 def keep_leading_space(tokenizer: Any) -> None:
