@@ -29,8 +29,7 @@ ENV_CACHE = "RADIS_MLX_CACHE"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
-# "vlm": an LLM that also reads images (an MLX folder with a vision tower through mlx-vlm, or a GGUF with
-# its mmproj on llama.cpp); "llm" entries whose files carry a vision tower are detected as such too.
+# "vlm": an LLM that reads images too (detected for "llm" entries whose files carry a vision tower).
 ModelKind = Literal["llm", "vlm", "embedding"]
 # A fim_template names both placeholders, in either order (Codestral puts the suffix first).
 _FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
@@ -82,8 +81,7 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
 
     source: str
     kind: ModelKind = "llm"
-    # A GGUF's vision projector (a source like `source`); unset: an mmproj file beside the GGUF that fits it.
-    mmproj: str | None = None
+    mmproj: str | None = None  # a GGUF's vision projector (a source); unset: an mmproj beside it that fits
     engine: EngineName = "auto"
     context_length: Annotated[int, Meta(ge=16)] | None = None
     defaults: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
@@ -126,11 +124,6 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     def serves_embeddings(self) -> bool:
         """Whether /v1/embeddings may use this entry."""
         return self.kind == "embedding" or self.embeddings
-
-    @property
-    def generates(self) -> bool:
-        """Whether this entry writes text (an LLM, with or without images in)."""
-        return self.kind != "embedding"
 
 
 class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -177,14 +170,10 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # ~167k): report Anthropic usage scaled so that the model's real window maps onto this many tokens.
     # The figures are then not token counts; leave unset for every other client.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
-    # Images in a request (vision models): at most max_images, max_image_pixels decoded pixels in all.
-    # http(s) image URLs are fetched only with fetch_image_urls (public addresses only, no redirect to a
-    # private one, image content types only, at most image_fetch_max_bytes within image_fetch_timeout s).
+    # Images per request and their decoded pixels in all; http(s) image URLs fetched (api/image_fetch.py)?
     max_images: Annotated[int, Meta(ge=0)] = 16
     max_image_pixels: Annotated[int, Meta(ge=1)] = 32 * 2**20
     fetch_image_urls: bool = False
-    image_fetch_max_bytes: Annotated[int, Meta(ge=1)] = 20 * 2**20
-    image_fetch_timeout: Annotated[float, Meta(gt=0)] = 10.0
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -4,7 +4,7 @@ request reach this machine or its network.
 Each hop's host is resolved here and the connection goes to the address that was checked (a public one:
 no loopback, private, link-local, shared, multicast or reserved address, also not IPv4-mapped), with the
 host name kept for the Host header and TLS; redirects are followed by hand (at most 3), each checked the
-same way. Only image content types, at most `max_bytes`, all within `timeout` seconds; no proxy from the
+same way. Only image content types, at most MAX_BYTES, all within TIMEOUT seconds; no proxy from the
 environment. Any failure is a 400 naming the field.
 """
 
@@ -20,6 +20,8 @@ import httpx
 from radis_mlx.errors import InvalidRequestError
 
 MAX_REDIRECTS = 3
+MAX_BYTES = 20 * 2**20  # OpenAI's own limit per image
+TIMEOUT = 10.0  # seconds for the whole fetch, redirects included
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -31,8 +33,8 @@ async def fetch_image(
     url: str,
     param: str,
     *,
-    max_bytes: int,
-    timeout: float,
+    max_bytes: int = MAX_BYTES,
+    timeout: float = TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
     resolve: Resolver | None = None,
 ) -> tuple[str, bytes]:
@@ -82,12 +84,12 @@ async def _body(response: httpx.Response, param: str, max_bytes: int) -> tuple[s
         raise fetch_failed(f"the URL is not an image (content type '{kind or 'none'}')", param)
     declared = int(response.headers.get("content-length", "0") or 0)
     if declared > max_bytes:
-        raise fetch_failed(f"the image is over {max_bytes} bytes ([server] image_fetch_max_bytes)", param)
+        raise fetch_failed(f"the image is over {max_bytes} bytes", param)
     data = bytearray()
     async for piece in response.aiter_bytes():
         data += piece
         if len(data) > max_bytes:
-            raise fetch_failed(f"the image is over {max_bytes} bytes ([server] image_fetch_max_bytes)", param)
+            raise fetch_failed(f"the image is over {max_bytes} bytes", param)
     return kind, bytes(data)
 
 

@@ -69,7 +69,5 @@ async def _image_bytes(image: ImageInput, settings: ServerSettings) -> tuple[str
             param=image.param,
             code="image_url_not_fetched",
         )
-    media_type, data = await fetch_image(
-        source, image.param, max_bytes=settings.image_fetch_max_bytes, timeout=settings.image_fetch_timeout
-    )
+    media_type, data = await fetch_image(source, image.param)
     return (media_type if image.strict_type else None), data

@@ -37,7 +37,7 @@ def reads_images(entry: ModelEntry, path: Path, projector: Path | str | None) ->
     engine, _ = choose_engine(entry, path)
     if engine == "llamacpp":
         return projector is not None
-    if engine != "mlx" or is_gguf(path) or not entry.generates:
+    if engine != "mlx" or is_gguf(path) or entry.kind == "embedding":
         return False
     return entry.kind == "vlm" or (has_vision_tower(path) and mlx_vlm_installed())
 
@@ -98,7 +98,7 @@ def create_engine(
             max_batch=entry.max_batch,
             truncate=entry.truncate,
         )
-    if entry.generates and name == "llamacpp":
+    if entry.kind != "embedding" and name == "llamacpp":
         if not is_gguf(path):
             raise UnsupportedModelError(f"llama.cpp serves GGUF files; {path.name} is not one", param="model")
         from radis_mlx.engines.llamacpp.engine import LlamaCppEngine

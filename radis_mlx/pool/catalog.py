@@ -104,7 +104,7 @@ class Catalog:
         if slot.engine is not None:
             return list(slot.engine.input_modalities)
         entry = slot.entry
-        path = self.path_of(slot) if entry.generates else None
+        path = self.path_of(slot) if entry.kind != "embedding" else None
         if path is None:
             return ["text", "image"] if entry.kind == "vlm" else ["text"]
         projector = entry.mmproj or find_projector(path)

@@ -36,7 +36,7 @@ class Loader:
         self._paths[model_id] = path
         try:
             estimate = budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
-            if entry.generates and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
+            if entry.kind != "embedding" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
                 # + its prompt cache's bound (MLX's, or llama.cpp's --cache-ram; none when distributed)
                 cache_bytes = self.config.prompt_cache_bytes(entry)
                 estimate = Estimate(estimate.weights, estimate.kv_cache + cache_bytes)
@@ -60,7 +60,7 @@ class Loader:
         if projector is not None:
             log.info("%s: vision projector %s", model_id, projector)
         engine = create_engine(model_id, entry, path, self.config, projector)
-        if entry.generates:
+        if entry.kind != "embedding":
             # Read from the model's files, so every engine picks the same tool-call format for a model.
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
