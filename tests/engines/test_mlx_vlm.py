@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 
 import pytest
 from PIL import Image
 
 from radis_mlx.engines.mlx.vlm import MlxVlmEngine
+from radis_mlx.errors import ModelLoadError
 from radis_mlx.generation.types import (
     ChatMessage,
     GenerationRequest,
@@ -103,3 +105,11 @@ async def test_the_prompt_cache_reuses_an_image_only_for_that_image(engine):
     assert again == first and cached_again == prompt - 1
     stats = engine.stats()
     assert stats["prompt_cache_hits"] >= 2 and stats["failed"] == 0
+
+
+@pytest.mark.anyio
+async def test_without_the_extra_a_vision_model_says_what_to_install(folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlx_vlm.utils", None)  # as if mlx-vlm were not installed
+    engine = MlxVlmEngine("tiny", folder, context_length=None, cache_dir=tmp_path)
+    with pytest.raises(ModelLoadError, match=r"pip install 'radis-mlx\[vision\]'"):
+        await engine.start()
