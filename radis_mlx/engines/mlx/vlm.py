@@ -67,15 +67,15 @@ def _image_part(image: ImageInput) -> dict[str, Any]:
 class LanguageModel:
     """An mlx-vlm language model behind mlx-lm's model calling convention (what BatchGenerator calls)."""
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
+    def __init__(self, language: Any) -> None:
+        self.language = language
 
     @property
     def layers(self) -> Any:
-        return self.model.layers
+        return self.language.layers
 
     def __call__(self, inputs: Any, cache: Any = None, input_embeddings: Any = None, **kwargs: Any) -> Any:
-        return self.model(inputs, inputs_embeds=input_embeddings, cache=cache).logits
+        return self.language(inputs, inputs_embeds=input_embeddings, cache=cache).logits
 
 
 class MlxVlmEngine(MlxLlmEngine):
