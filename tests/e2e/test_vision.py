@@ -144,6 +144,15 @@ def test_streaming_tools_and_structured_output_work_with_an_image(client, vlm):
     assert json.loads(shaped.choices[0].message.content)["color"] in ("red", "blue")
 
 
+def test_reasoning_is_kept_apart_with_an_image_in_the_prompt(client, vlm):
+    thinking = 'start: "<think>" /[a-z ]{4,12}/ "</think>" /[a-z]{2,8}/'
+    reply = ask(client, vlm, RED, max_tokens=40, extra_body={"grammar": thinking})
+    message = reply.choices[0].message.model_dump()
+    assert message["reasoning_content"] and message["content"] and "think>" not in message["content"]
+    assert 0 < reply.usage.completion_tokens_details.reasoning_tokens < reply.usage.completion_tokens
+    assert reply.usage.prompt_tokens > IMAGE_TOKENS
+
+
 def _bad(client, messages, model=VISION_MODELS["mlx"]):
     with pytest.raises(BadRequestError) as error:
         client.chat.completions.create(model=model, messages=messages, **GREEDY)

@@ -26,7 +26,8 @@ FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
 
 # The tiny random-weight vision model (tests/support/tiny_vlm.py) on each engine, built into the shared
 # server's folder by build_vision_models: the MLX folder detected as a vision model by its config, the GGUF
-# declared one (`kind = "vlm"`: llama.cpp on every host), its mmproj found beside it.
+# declared one (`kind = "vlm"`: llama.cpp on every host), its mmproj found beside it. Both mark reasoning
+# with <think> tags, which their random weights never write unless a test grammar makes them.
 VISION_MODELS = {"mlx": "tiny-vlm-mlx", "llamacpp": "tiny-vlm-llamacpp"}
 VISION_DIR = "tiny-vlm"
 
@@ -35,11 +36,13 @@ EXTRA_MODELS = f"""
 [models.tiny-vlm-mlx]
 source = "./{VISION_DIR}/tiny-smolvlm"
 context_length = 1024
+reasoning = {{ start = "<think>", end = "</think>" }}
 
 [models.tiny-vlm-llamacpp]
 source = "./{VISION_DIR}/gguf/tiny-smolvlm.gguf"
 kind = "vlm"
 context_length = 1024
+reasoning = {{ start = "<think>", end = "</think>" }}
 
 [models.smollm2-tools-mlx]
 source = "{STARTER_SOURCE}"
