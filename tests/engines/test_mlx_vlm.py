@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from radis_mlx.engines.mlx.vlm import MlxVlmEngine
-from radis_mlx.errors import ModelLoadError
+from radis_mlx.errors import ModelLoadError, UnsupportedModelError
 from radis_mlx.generation.types import (
     ChatMessage,
     GenerationRequest,
@@ -113,3 +113,40 @@ async def test_without_the_extra_a_vision_model_says_what_to_install(folder, tmp
     engine = MlxVlmEngine("tiny", folder, context_length=None, cache_dir=tmp_path)
     with pytest.raises(ModelLoadError, match=r"pip install 'radis-mlx\[vision\]'"):
         await engine.start()
+
+
+class _Cache:
+    """Stands for an mlx-vlm cache class by its name (the check reads names only)."""
+
+
+def _language(*caches: str, rope_deltas: bool = False) -> object:
+    class Language:
+        def make_cache(self):
+            return [type(name, (_Cache,), {})() for name in caches]
+
+    language = Language()
+    if rope_deltas:
+        language._rope_deltas = None  # type: ignore[attr-defined]
+    return language
+
+
+@pytest.mark.parametrize(
+    ("model_type", "language", "served"),
+    [
+        ("smolvlm", _language("KVCache", "KVCache"), True),
+        ("qwen2_5_vl", _language("KVCache"), False),  # M-RoPE positions from the image grid
+        ("gemma3", _language("KVCache"), False),  # bidirectional attention over image tokens
+        ("mistral3", _language("KVCache", "RotatingKVCache"), False),  # a sliding window
+        ("new_vl", _language("KVCache", rope_deltas=True), False),  # stateful positions, whatever its name
+    ],
+)
+def test_only_language_models_that_need_nothing_but_embeddings_are_served(
+    folder, tmp_path, model_type, language, served
+):
+    engine = MlxVlmEngine("tiny", folder, context_length=None, cache_dir=tmp_path)
+    engine._vlm = type("Vlm", (), {"language_model": language})()
+    if served:
+        engine._check_batchable(model_type)
+    else:
+        with pytest.raises(UnsupportedModelError, match=f"'{model_type}'"):
+            engine._check_batchable(model_type)
