@@ -118,3 +118,30 @@ async def test_fetching_urls_never_reaches_this_machine(client, url):
     error = response.json()["error"]
     assert response.status_code == 400 and error["code"] == "image_fetch_failed"
     assert "not a public address" in error["message"] and error["param"] == "messages[0].content[0].image_url"
+
+
+async def test_ollamas_bare_base64_images_reach_the_engine_and_bad_ones_are_ollama_shaped(client, engine):
+    jpeg = image_bytes((200, 10, 10), (24, 24), fmt="JPEG")
+    message = {"role": "user", "content": "what?", "images": [base64.b64encode(jpeg).decode()]}
+    body = {"model": "eyes", "messages": [message], "stream": False, "options": {"num_predict": 2}}
+    assert (await client.post("/api/chat", json=body)).status_code == 200
+    sent = engine.requests[-1].messages[-1]
+    (image,) = sent.images
+    assert sent.parts == [image, "what?"] and image.data == jpeg and image.media_type == "image/jpeg"
+    red = base64.b64encode(RED).decode()
+    generate = {"model": "eyes", "prompt": "and?", "images": [red], "stream": False}
+    assert (await client.post("/api/generate", json=generate)).status_code == 200
+    assert request_images(engine.requests[-1])[0].data == RED
+    tags = (await client.post("/api/show", json={"model": "eyes"})).json()["capabilities"]
+    assert "vision" in tags
+    assert "vision" not in (await client.post("/api/show", json={"model": "text"})).json()["capabilities"]
+    for path, bad, field in [
+        ("/api/chat", {**body, "messages": [{**message, "images": ["no base64!"]}]}, "messages[0].images[0]"),
+        ("/api/chat", {**body, "messages": [{**message, "role": "assistant"}]}, "messages[0].images"),
+        ("/api/generate", {**generate, "images": [base64.b64encode(b"GIF89a").decode()]}, "images[0]"),
+        ("/api/generate", {**generate, "raw": True}, "images"),
+        ("/api/chat", {**body, "model": "text"}, "does not accept images"),
+    ]:
+        response = await client.post(path, json=bad)
+        assert response.status_code == 400 and set(response.json()) == {"error"}, (path, bad)
+        assert field in response.json()["error"], response.json()

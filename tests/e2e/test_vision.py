@@ -11,6 +11,7 @@ import json
 
 import anthropic
 import httpx
+import ollama
 import pytest
 from openai import BadRequestError, OpenAI
 
@@ -106,6 +107,20 @@ def test_responses_and_messages_send_the_image_as_chat_does(client, claude, vlm)
     assert "".join(b.text for b in message.content) == chat.choices[0].message.content
     usage = message.usage
     assert usage.input_tokens + usage.cache_read_input_tokens == chat.usage.prompt_tokens
+
+
+def test_ollamas_api_sends_the_image_as_chat_does(client, server, vlm):
+    chat = ask(client, vlm, BLUE)
+    with ollama.Client(host=server.base, timeout=300) as native:
+        reply = native.chat(
+            model=vlm,
+            messages=[{"role": "user", "content": QUESTION, "images": [BLUE]}],
+            options={"temperature": 0, "num_predict": 8},
+        )
+        assert "vision" in native.show(vlm).capabilities
+        assert "vision" not in native.show("smollm2-mlx").capabilities
+    assert reply.message.content == chat.choices[0].message.content
+    assert reply.prompt_eval_count == chat.usage.prompt_tokens
 
 
 def test_webp_jpeg_and_a_gifs_first_frame_are_read(client):
