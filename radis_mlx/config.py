@@ -28,7 +28,7 @@ ENV_KV = "RADIS_MLX_KV_DIR"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
-ModelKind = Literal["llm", "embedding"]
+ModelKind = Literal["llm", "vlm", "embedding"]  # vlm: reads images too (also found from an llm's files)
 # A fim_template names both placeholders, in either order (Codestral puts the suffix first).
 _FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
 
@@ -62,8 +62,7 @@ class DistributedSettings(Struct, forbid_unknown_fields=True, kw_only=True):
 
     # mlx.launch's JSON hostfile (relative to this file's folder); its first host must be this machine.
     hosts: str | None = None
-    # Or this many ranks on 127.0.0.1 (a single-machine group: for testing).
-    ranks: Annotated[int, Meta(ge=2)] | None = None
+    ranks: Annotated[int, Meta(ge=2)] | None = None  # or this many on 127.0.0.1 (one machine: testing)
     strategy: Literal["tensor", "pipeline"] = "pipeline"
     backend: Literal["ring", "jaccl", "mpi"] = "ring"
     start_timeout: Annotated[float, Meta(gt=0)] = 180.0
@@ -78,6 +77,7 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
 
     source: str
     kind: ModelKind = "llm"
+    mmproj: str | None = None  # a GGUF's vision projector (a source); unset: an mmproj beside it that fits
     engine: EngineName = "auto"
     context_length: Annotated[int, Meta(ge=16)] | None = None
     defaults: SamplingDefaults = msgspec.field(default_factory=SamplingDefaults)
@@ -99,15 +99,13 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
     truncate: bool = True  # inputs over the model's length: cut (true) or 400 (false)
     matryoshka: bool = False  # `dimensions` below the model's size allowed (truncate, re-normalize)
-    # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state).
-    embeddings: bool = False
+    embeddings: bool = False  # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state)
     # Pool: idle seconds before unloading (over [pool] ttl), never evicted, loaded at startup, other names.
     ttl: Annotated[int, Meta(ge=1)] | None = None
     pinned: bool = False
     preload: bool = False
     aliases: list[str] = msgspec.field(default_factory=list)
-    # MLX LLMs: shard the model across several processes or Macs (engine "mlx-distributed").
-    distributed: DistributedSettings | None = None
+    distributed: DistributedSettings | None = None  # MLX LLMs sharded over processes or Macs
     # LLMs: the prompt cache's bounds (RAM MiB, also llama.cpp's --cache-ram; disk GiB) over [pool]'s.
     prompt_cache_mib: Annotated[int, Meta(ge=0)] | None = None
     prompt_cache_disk_gib: Annotated[float, Meta(ge=0)] | None = None
@@ -129,8 +127,7 @@ class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     threads: Annotated[int, Meta(ge=1)] | None = None
     parallel: Annotated[int, Meta(ge=1)] = 4
     gpu_layers: int = 0
-    # Apply the GGUF's own chat template with llama.cpp's jinja engine (as MLX does through transformers).
-    jinja: bool = True
+    jinja: bool = True  # the GGUF's own chat template on llama.cpp's jinja engine (as MLX's transformers)
     # Reuse a slot's KV cache for a shared prompt prefix (cached_tokens in usage); on, as llama-server has
     # it. The price: a cached prefix can flip a greedy near-tie (CPU kernels are not batch-invariant).
     cache_prompt: bool = True
@@ -161,6 +158,9 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
     # Claude Code only (it assumes 200k, compacts near ~167k): Anthropic usage scaled to this window.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
+    max_images: Annotated[int, Meta(ge=0)] = 16  # per request, and their decoded pixels in all:
+    max_image_pixels: Annotated[int, Meta(ge=1)] = 32 * 2**20
+    fetch_image_urls: bool = False  # http(s) image URLs fetched (api/image_fetch.py: public hosts only)
     ollama_version: str = "0.12.0"  # GET /api/version's answer (Ollama clients gate on it; Copilot: >= 0.6.4)
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from litestar import HttpMethod, Request, get, post, route
 from litestar.di import NamedDependency
@@ -38,6 +39,12 @@ TAGS = ["Management"]
 PROGRESS_INTERVAL = 0.25
 
 
+def _kind(pool: ModelPool, slot: PoolSlot) -> Literal["llm", "vlm", "embeddings"]:
+    if slot.entry.kind == "embedding":
+        return "embeddings"
+    return "vlm" if "image" in pool.catalog.input_modalities(slot) else "llm"
+
+
 def model_info(pool: ModelPool, slot: PoolSlot) -> ModelInfo:
     """LM Studio's model object for a slot."""
     facts = pool.catalog.facts(slot)
@@ -45,7 +52,7 @@ def model_info(pool: ModelPool, slot: PoolSlot) -> ModelInfo:
     publisher, _, _ = slot.model_id.rpartition("/")
     return ModelInfo(
         id=slot.model_id,
-        type="embeddings" if slot.entry.kind == "embedding" else "llm",
+        type=_kind(pool, slot),
         publisher=publisher or "local",
         arch=facts.arch if facts else None,
         compatibility_type=facts.format if facts else None,
@@ -57,6 +64,7 @@ def model_info(pool: ModelPool, slot: PoolSlot) -> ModelInfo:
         size_bytes=slot.measured_bytes or (facts.weights if facts else None),
         pinned=slot.pinned,
         aliases=list(slot.entry.aliases),
+        input_modalities=pool.catalog.input_modalities(slot),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from radis_mlx.api.images import resolve_images
 from radis_mlx.api.metrics import count_generated_tokens
 from radis_mlx.api.sse import Started, started
 from radis_mlx.generation.runner import Generate, Outcome, collect_all, generate_until
@@ -22,6 +23,7 @@ async def open_stream(
     The stack holds the lease: the event writer closes it when the stream ends. `generate` runs
     further generations (more choices) under the same lease and deadline.
     """
+    await resolve_images(pool, model, generation)
     stack = AsyncExitStack()
     try:
         engine = await stack.enter_async_context(pool.acquire(model, ttl=ttl))
@@ -37,6 +39,8 @@ async def run_collected(
     pool: ModelPool, model: str, ttl: float | None, generations: list[GenerationRequest]
 ) -> list[Outcome]:
     """Lease the model and run every generation to its end (a non-streaming response)."""
+    for generation in {id(g): g for g in generations}.values():  # choices share one request
+        await resolve_images(pool, model, generation)
     async with pool.acquire(model, ttl=ttl) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout, count_generated_tokens)
         return await collect_all(generate, generations)

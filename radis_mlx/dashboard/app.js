@@ -78,14 +78,15 @@ function renderModels(models) {
   state.models = models;
   const body = $("models").querySelector("tbody");
   body.replaceChildren(...models.map(modelRow));
-  fillSelect($("chat-model"), models.filter((m) => m.type === "llm"));
+  fillSelect($("chat-model"), models.filter((m) => m.type === "llm" || m.type === "vlm"));
   fillSelect($("embed-model"), models.filter((m) => m.type === "embeddings"));
 }
 
 function modelRow(m) {
   const row = document.createElement("tr");
   row.dataset.model = m.id;
-  const cells = [m.id, m.type, m.engine, null, formatBytes(m.size_bytes)];
+  const input = (m.input_modalities || ["text"]).join(" + ");
+  const cells = [m.id, m.type, input, m.engine, null, formatBytes(m.size_bytes)];
   for (const text of cells) {
     const td = document.createElement("td");
     if (text === null) {

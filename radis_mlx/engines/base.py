@@ -36,6 +36,8 @@ class Engine(abc.ABC):
     fim_template: str | None = None
     # How the model marks its reasoning (generation/reasoning.py); None: no reasoning. Set by the loader.
     reasoning: ReasoningFormat | None = None
+    # What a request may give it: ("text",), or ("text", "image") for a vision model.
+    input_modalities: tuple[str, ...] = ("text",)
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -9,6 +9,7 @@ from radis_mlx.config import Config, ModelEntry
 from radis_mlx.engines.base import Engine
 from radis_mlx.errors import UnsupportedModelError
 from radis_mlx.store.gguf import is_gguf
+from radis_mlx.store.vision import has_vision_tower, mlx_vlm_installed
 
 
 def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
@@ -19,12 +20,26 @@ def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
         return entry.engine, "engine set in models.toml"
     if not is_gguf(path):
         return "mlx", "engine = auto and the source is MLX-format"
-    if entry.kind != "llm":
+    if entry.kind == "embedding":
         return "mlx", "engine = auto and radis-mlx runs embedding models on MLX only"
+    if entry.kind == "vlm":
+        return "llamacpp", "engine = auto and a GGUF vision model (MLX runs no GGUF projector)"
     host = f"{platform.system()} {platform.machine()}"
     if host == "Darwin arm64":
         return "mlx", f"engine = auto and a GGUF source on {host} (converted to MLX once)"
     return "llamacpp", f"engine = auto and a GGUF source on {host}, where MLX has no GPU"
+
+
+def reads_images(entry: ModelEntry, path: Path, projector: Path | str | None) -> bool:
+    """Whether the engine this entry gets takes images: mlx-vlm for an MLX folder with a vision tower
+    (`kind = "vlm"`: even without the extra, whose absence its load then reports), llama.cpp with a
+    projector."""
+    engine, _ = choose_engine(entry, path)
+    if engine == "llamacpp":
+        return projector is not None
+    if engine != "mlx" or is_gguf(path) or entry.kind == "embedding":
+        return False
+    return entry.kind == "vlm" or (has_vision_tower(path) and mlx_vlm_installed())
 
 
 # The MLX engine's in-service default: the decode batch of its BatchGenerator (engines/mlx/batching.py).
@@ -37,9 +52,21 @@ def default_concurrency(entry: ModelEntry, path: Path, config: Config) -> int:
     return config.engines.llamacpp.parallel if engine == "llamacpp" else MLX_CONCURRENCY
 
 
-def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) -> Engine:
-    """Build (not start) the engine for a materialized model."""
+def create_engine(
+    model_id: str, entry: ModelEntry, path: Path, config: Config, projector: Path | None = None
+) -> Engine:
+    """Build (not start) the engine for a materialized model (`projector`: a GGUF's mmproj)."""
     name, _ = choose_engine(entry, path)
+    if name == "mlx" and reads_images(entry, path, projector):
+        from radis_mlx.engines.mlx.vlm import MlxVlmEngine
+
+        return MlxVlmEngine(
+            model_id,
+            path,
+            context_length=entry.context_length,
+            cache_dir=config.cache_dir,
+            prompt_cache_bytes=config.prompt_cache_bytes(entry),
+        )
     if entry.kind == "llm" and name == "mlx-distributed" and entry.distributed is not None:
         from radis_mlx.engines.distributed.engine import MlxDistributedEngine
 
@@ -73,7 +100,7 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             max_batch=entry.max_batch,
             truncate=entry.truncate,
         )
-    if entry.kind == "llm" and name == "llamacpp":
+    if entry.kind != "embedding" and name == "llamacpp":
         if not is_gguf(path):
             raise UnsupportedModelError(f"llama.cpp serves GGUF files; {path.name} is not one", param="model")
         from radis_mlx.engines.llamacpp.engine import LlamaCppEngine
@@ -86,5 +113,6 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             embedding=entry.embeddings,
             chat_template=entry.chat_template,
             prompt_cache_bytes=config.prompt_cache_bytes(entry),
+            projector=projector,
         )
     raise UnsupportedModelError(f"no engine serves kind '{entry.kind}' with engine '{name}'", param="model")

@@ -8,18 +8,32 @@ with transformers (engines/mlx/prompt.py); llama.cpp renders it in its child wit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import ChatMessage, ToolDefinition
+from radis_mlx.generation.types import ChatMessage, ImageInput, ToolDefinition
+
+ImagePart = Callable[[ImageInput], dict[str, Any]]
 
 
-def template_messages(messages: list[ChatMessage], *, object_arguments: bool) -> list[dict[str, Any]]:
+def template_messages(
+    messages: list[ChatMessage],
+    *,
+    object_arguments: bool,
+    image_part: ImagePart | None = None,
+    typed_content: bool = False,
+) -> list[dict[str, Any]]:
     """Messages as chat templates take them; tool-call arguments as parsed objects where asked
-    (transformers' templates `tojson` them) or as the JSON text OpenAI sends (llama.cpp parses it)."""
+    (transformers' templates `tojson` them) or as the JSON text OpenAI sends (llama.cpp parses it).
+
+    A message with images becomes typed parts in order (text parts, and `image_part(image)` for each
+    image); `typed_content` makes every other text message one text part too (what vision models'
+    templates, SmolVLM's for one, iterate over).
+    """
     rendered = []
     for index, message in enumerate(messages):
-        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        item: dict[str, Any] = {"role": message.role, "content": _content(message, image_part, typed_content)}
         if message.tool_calls:
             item["tool_calls"] = [
                 {
@@ -41,6 +55,17 @@ def template_messages(messages: list[ChatMessage], *, object_arguments: bool) ->
             item["reasoning_content"] = item["thinking"] = message.reasoning
         rendered.append(item)
     return rendered
+
+
+def _content(message: ChatMessage, image_part: ImagePart | None, typed: bool) -> Any:
+    if message.parts is not None and image_part is not None:
+        return [
+            image_part(part) if isinstance(part, ImageInput) else {"type": "text", "text": part}
+            for part in message.parts
+        ]
+    if typed and message.role != "tool" and message.content is not None:
+        return [{"type": "text", "text": message.content}]
+    return message.content
 
 
 def _arguments(text: str, index: int) -> Any:

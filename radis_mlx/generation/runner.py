@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from radis_mlx.errors import EngineError, RequestTimeoutError
+from radis_mlx.errors import EngineError, InvalidRequestError, RequestTimeoutError
 from radis_mlx.generation.reasoning_stage import with_reasoning
 from radis_mlx.generation.tools import with_tools
 from radis_mlx.generation.types import (
@@ -22,6 +22,7 @@ from radis_mlx.generation.types import (
     TextGenerator,
     TokenLogprob,
     ToolCall,
+    request_images,
 )
 
 Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
@@ -40,6 +41,7 @@ class Outcome:
     tool_calls: list[ToolCall] = field(default_factory=list)
     reasoning: str = ""  # kept apart from `text` (reasoning models)
     reasoning_tokens: int = 0  # of completion_tokens
+    image_tokens: int = 0  # of prompt_tokens
 
 
 def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationRequest]:
@@ -70,6 +72,7 @@ async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
             counts = chunk.prompt_tokens, chunk.completion_tokens
             outcome = Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
             outcome.reasoning, outcome.reasoning_tokens = "".join(thoughts), chunk.reasoning_tokens
+            outcome.image_tokens = chunk.image_tokens
             return outcome
     raise EngineError("the engine ended the generation without a finish reason")
 
@@ -100,6 +103,18 @@ else:
         return await asyncio.wait_for(anext(stream), max(remaining, 0))
 
 
+def check_images(engine: TextGenerator, request: GenerationRequest) -> None:
+    """A request's images reach only an engine that reads them, and only decoded (api/images.py)."""
+    images = request_images(request)
+    if images and "image" not in getattr(engine, "input_modalities", ("text",)):
+        raise InvalidRequestError(
+            "this model does not accept images", param=images[0].param, code="image_input_unsupported"
+        )
+    unresolved = next((image for image in images if not image.resolved), None)
+    if unresolved is not None:
+        raise EngineError(f"an image reached the engine undecoded ({unresolved.param})")
+
+
 def generate_until(
     engine: TextGenerator, timeout: float, on_finish: Callable[[int], None] | None = None
 ) -> Generate:
@@ -115,6 +130,7 @@ def generate_until(
     harmony = fmt is not None and fmt.harmony
 
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        check_images(engine, request)
         stream = with_tools(reasoned, engine.chat_template, request, calls_parsed=harmony)
         try:
             while True:

@@ -41,6 +41,7 @@ from radis_mlx.generation.types import (
     GenerationChunk,
     GenerationRequest,
     ToolDefinition,
+    message_with_parts,
 )
 
 Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
@@ -219,7 +220,9 @@ def _generic_history(messages: list[ChatMessage]) -> list[ChatMessage]:
         elif message.role == "tool":
             name = names.get(message.tool_call_id or "", "")
             result = {"tool_response": {"name": name, "content": message.content or ""}}
-            converted.append(ChatMessage("user", json.dumps(result, ensure_ascii=False)))
+            # A result's images (a screenshot a tool read) follow its text in the user turn.
+            text = json.dumps(result, ensure_ascii=False)
+            converted.append(message_with_parts("user", [text, *message.images]))
         else:
-            converted.append(ChatMessage(message.role, message.content or ""))
+            converted.append(ChatMessage(message.role, message.content or "", parts=message.parts))
     return converted

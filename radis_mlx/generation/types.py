@@ -86,6 +86,33 @@ ToolChoice = Literal["auto", "none", "required"] | FunctionChoice
 
 
 @dataclass
+class ImageInput:
+    """An image in a message. The schemas say where it came from (`source`: a data: URL or an http(s) URL,
+    `param`: the request field); the HTTP layer then fetches and decodes it (api/images.py), filling in the
+    encoded bytes (PNG or JPEG: other formats are re-encoded as PNG), the size and a hash of the bytes."""
+
+    source: str
+    param: str
+    # The media type it declares must match its bytes (Anthropic's rule; OpenAI's APIs only read the bytes).
+    strict_type: bool = False
+    data: bytes = b""
+    media_type: str = ""
+    width: int = 0
+    height: int = 0
+    digest: str = ""  # sha256 of `data`, hex; set once resolved (prompt caches key images on it)
+
+    @property
+    def resolved(self) -> bool:
+        return bool(self.digest)
+
+    def data_url(self) -> str:
+        """The image as a base64 data: URL (what llama.cpp's chat endpoint takes)."""
+        import base64
+
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode()}"
+
+
+@dataclass
 class ChatMessage:
     """One message. Assistant messages may carry `tool_calls` (content then may be None);
     role "tool" messages answer the call named by `tool_call_id`."""
@@ -96,6 +123,25 @@ class ChatMessage:
     tool_call_id: str | None = None
     # An assistant turn's reasoning, sent back by the client (the template decides what to keep).
     reasoning: str | None = None
+    # A message with images: its text parts and images in the order sent (`content` is the text parts
+    # joined by newlines, for everything that reads text only). None: text only.
+    parts: list[str | ImageInput] | None = None
+
+    @property
+    def images(self) -> list[ImageInput]:
+        return [part for part in self.parts or [] if isinstance(part, ImageInput)]
+
+
+def message_with_parts(role: str, parts: list[str | ImageInput]) -> ChatMessage:
+    """A message from text parts and images in order (parts kept only when there are images)."""
+    text = "\n".join(part for part in parts if isinstance(part, str))
+    has_images = any(isinstance(part, ImageInput) for part in parts)
+    return ChatMessage(role, text, parts=parts if has_images else None)
+
+
+def request_images(request: GenerationRequest) -> list[ImageInput]:
+    """Every image of a request's messages, in order."""
+    return [image for message in request.messages or [] for image in message.images]
 
 
 @dataclass(frozen=True)
@@ -192,6 +238,8 @@ class GenerationChunk:
     tool_call_deltas: list[ToolCallDelta] | None = None
     # On the last chunk: how many of completion_tokens were reasoning.
     reasoning_tokens: int = 0
+    # Of prompt_tokens, the images' (on the first and last chunk, where the engine knows them).
+    image_tokens: int = 0
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from radis_mlx.config import Config
+from radis_mlx.engines.registry import reads_images
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
 from radis_mlx.pool.budget import FileFacts, file_facts
 from radis_mlx.pool.discovery import ORIGINS, discover, hf_cache_dir
@@ -20,6 +21,7 @@ from radis_mlx.store.lmstudio import lmstudio_models_folders
 from radis_mlx.store.metadata import model_metadata
 from radis_mlx.store.ollama import ollama_models_dir
 from radis_mlx.store.sources import ModelStore, Progress, is_remote_source, parse_source
+from radis_mlx.store.vision import find_projector
 
 log = logging.getLogger(__name__)
 # Where other apps' models live: `rm` points there instead of deleting.
@@ -98,6 +100,17 @@ class Catalog:
             return self.store.cached_path(slot.entry.source)
         except RadisError:
             return None
+
+    def input_modalities(self, slot: PoolSlot) -> list[str]:
+        """What the model reads: its engine's say once loaded, else what its entry and files imply."""
+        if slot.engine is not None:
+            return list(slot.engine.input_modalities)
+        entry = slot.entry
+        path = self.path_of(slot) if entry.kind != "embedding" else None
+        if path is None:
+            return ["text", "image"] if entry.kind == "vlm" else ["text"]
+        projector = entry.mmproj or find_projector(path)
+        return ["text", "image"] if reads_images(entry, path, projector) else ["text"]
 
     def facts(self, slot: PoolSlot) -> FileFacts | None:
         """Format, architecture, quantization and size from the files (None before a download)."""

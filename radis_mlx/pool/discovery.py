@@ -158,6 +158,7 @@ def _ollama(model: OllamaModel) -> Discovered:
         defaults=defaults,
         aliases=[model.short_name] if model.short_name else [],
         description=f"discovered in {ORIGINS['ollama']} ({model.manifest})",
+        mmproj=str(model.projector) if model.projector else None,
     )
     notes = model.notes + ((f"its parameters {', '.join(unused)} are not used",) if unused else ())
     return Discovered(model.name, entry, "ollama", model.blob, None, notes)

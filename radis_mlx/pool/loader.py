@@ -17,6 +17,7 @@ from radis_mlx.pool import budget
 from radis_mlx.pool.budget import Estimate
 from radis_mlx.store import ModelStore
 from radis_mlx.store.templates import read_chat_template, read_fim_template
+from radis_mlx.store.vision import find_projector
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,13 @@ class Loader:
         self._paths[model_id] = path
         try:
             estimate = budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
-            if entry.kind == "llm" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
+            if entry.kind != "embedding" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
                 # + its prompt cache's bound (MLX's, or llama.cpp's --cache-ram; none when distributed)
                 cache_bytes = self.config.prompt_cache_bytes(entry)
                 estimate = Estimate(estimate.weights, estimate.kv_cache + cache_bytes)
+            projector = await asyncio.to_thread(self.projector, entry, path)
+            if projector is not None:  # a GGUF's vision projector loads beside it
+                estimate = Estimate(estimate.weights + projector.stat().st_size, estimate.kv_cache)
             return estimate
         except (OSError, ValueError) as exc:  # unreadable metadata: the engine reports the real error
             log.warning("cannot estimate %s from its files (%s); counting its size only", model_id, exc)
@@ -51,9 +55,12 @@ class Loader:
         if path is None:
             path = await asyncio.to_thread(self.store.materialize, entry.source)
         name, reason = choose_engine(entry, path)
+        projector = await asyncio.to_thread(self.projector, entry, path)
         log.info("loading %s with the %s engine (%s)", model_id, name, reason)
-        engine = create_engine(model_id, entry, path, self.config)
-        if entry.kind == "llm":
+        if projector is not None:
+            log.info("%s: vision projector %s", model_id, projector)
+        engine = create_engine(model_id, entry, path, self.config, projector)
+        if entry.kind != "embedding":
             # Read from the model's files, so every engine picks the same tool-call format for a model.
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
@@ -65,6 +72,15 @@ class Loader:
         except Exception as exc:
             raise ModelLoadError(f"loading '{model_id}' failed: {type(exc).__name__}: {exc}") from exc
         return engine
+
+    def projector(self, entry: ModelEntry, path: Path) -> Path | None:
+        """A GGUF model's vision projector for llama.cpp: the entry's `mmproj` (fetched like a source), else
+        one beside the model that fits it (blocking)."""
+        if choose_engine(entry, path)[0] != "llamacpp":
+            return None
+        if entry.mmproj is not None:
+            return self.store.materialize(entry.mmproj)
+        return find_projector(path)
 
 
 def model_reasoning(entry: ModelEntry, template: str | None) -> ReasoningFormat | None:

@@ -30,7 +30,7 @@ class ModelInfo(Struct, kw_only=True):
 
     id: str
     object: Literal["model"] = "model"
-    type: Literal["llm", "embeddings"]
+    type: Literal["llm", "vlm", "embeddings"]  # "vlm": reads images too (LM Studio's word)
     publisher: str
     arch: str | None
     compatibility_type: str | None  # "gguf" or "mlx" (the files' format)
@@ -42,6 +42,7 @@ class ModelInfo(Struct, kw_only=True):
     size_bytes: int | None
     pinned: bool
     aliases: list[str]
+    input_modalities: list[str]  # ["text"], or ["text", "image"] for a vision model
 
 
 class ModelInfoList(Struct):

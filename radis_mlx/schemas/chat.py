@@ -15,10 +15,12 @@ from radis_mlx.generation.types import (
     ChatMessage,
     FunctionChoice,
     GenerationRequest,
+    ImageInput,
     ReasoningOptions,
     ToolCall,
     ToolChoice,
     ToolDefinition,
+    message_with_parts,
 )
 from radis_mlx.schemas.common import (
     BudgetTokens,
@@ -39,8 +41,15 @@ class TextContentPart(Struct, tag_field="type", tag="text"):
     text: str
 
 
+class ImageURL(Struct):
+    # A base64 data: URL, or an http(s) URL (fetched only where the server allows it).
+    url: str
+    # Accepted: the model's processor decides the resolution.
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class ImageContentPart(Struct, tag_field="type", tag="image_url"):
-    image_url: dict[str, Any]
+    image_url: ImageURL
 
 
 class AudioContentPart(Struct, tag_field="type", tag="input_audio"):
@@ -229,7 +238,24 @@ def _to_chat_message(message: Message, index: int) -> ChatMessage:
         content = _text(message.content, index) if message.content is not None or not calls else None
         reasoning = message.reasoning_content if message.reasoning_content is not None else message.reasoning
         return ChatMessage("assistant", content, tool_calls=calls or None, reasoning=reasoning)
+    if isinstance(message, UserMessage) and not isinstance(message.content, str):
+        return message_with_parts("user", _parts(message.content, index))
     return ChatMessage(role=str(role), content=_text(message.content, index))
+
+
+def _parts(content: list[ContentPart], index: int) -> list[str | ImageInput]:
+    """A user message's text and images, in order (audio is refused)."""
+    parts: list[str | ImageInput] = []
+    for j, part in enumerate(content):
+        if isinstance(part, TextContentPart):
+            parts.append(part.text)
+        elif isinstance(part, ImageContentPart):
+            parts.append(ImageInput(part.image_url.url, f"messages[{index}].content[{j}].image_url"))
+        else:
+            raise InvalidRequestError(
+                "content parts of type 'input_audio' are not supported", param=f"messages[{index}].content"
+            )
+    return parts
 
 
 def _to_tool_call(call: ChatCompletionMessageToolCall, param: str) -> ToolCall:
@@ -251,9 +277,9 @@ def _text(content: Content | None, index: int) -> str:
     for part in content:
         if not isinstance(part, TextContentPart):
             kind = type(part).__struct_config__.tag
+            where = "only accepted in user messages" if kind == "image_url" else "not supported"
             raise InvalidRequestError(
-                f"content parts of type '{kind}' are not supported by this model",
-                param=f"messages[{index}].content",
+                f"content parts of type '{kind}' are {where}", param=f"messages[{index}].content"
             )
         texts.append(part.text)
     return "\n".join(texts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
@@ -29,6 +29,8 @@ class StreamOptions(Struct, omit_defaults=True):
 
 class PromptTokensDetails(Struct):
     cached_tokens: int = 0
+    # Extension: of the prompt's tokens, the images' (left out when the request has none).
+    image_tokens: int | UnsetType = UNSET
 
 
 class CompletionTokensDetails(Struct):
@@ -44,11 +46,17 @@ class CompletionUsage(Struct):
 
     @classmethod
     def of(
-        cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+        cls,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        image_tokens: int = 0,
     ) -> CompletionUsage:
         total = prompt_tokens + completion_tokens
         details = CompletionTokensDetails(reasoning_tokens)
-        return cls(prompt_tokens, completion_tokens, total, PromptTokensDetails(cached_tokens), details)
+        prompt = PromptTokensDetails(cached_tokens, image_tokens or UNSET)
+        return cls(prompt_tokens, completion_tokens, total, prompt, details)
 
 
 class SamplingFields(Struct, kw_only=True):

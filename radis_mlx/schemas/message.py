@@ -7,7 +7,7 @@ from typing import Literal
 from msgspec import UNSET, Struct, UnsetType
 
 from radis_mlx.schemas.errors import AnthropicErrorDetail
-from radis_mlx.schemas.messages import TextBlock, ThinkingBlock, ToolUseBlock
+from radis_mlx.schemas.message_blocks import TextBlock, ThinkingBlock, ToolUseBlock
 
 
 class Usage(Struct):

@@ -22,9 +22,11 @@ from radis_mlx.generation.types import (
     ChatMessage,
     FunctionChoice,
     GenerationRequest,
+    ImageInput,
     ReasoningOptions,
     ToolCall,
     ToolDefinition,
+    message_with_parts,
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
 from radis_mlx.schemas.common import (
@@ -35,52 +37,18 @@ from radis_mlx.schemas.common import (
     output_grammar,
     with_default_system,
 )
+from radis_mlx.schemas.message_blocks import (
+    ContentBlock,
+    ImageBlock,
+    TextBlock,
+    ThinkingBlock,
+    ThinkingBlocks,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 # Claude Code's first system block: metadata for Anthropic's own servers, with a per-request nonce.
 BILLING_LINE = "x-anthropic-billing-header:"
-CacheControl = dict[str, Any] | None
-
-
-class TextBlock(Struct, tag_field="type", tag="text", omit_defaults=True):
-    text: str
-    cache_control: CacheControl = None
-
-
-class ImageBlock(Struct, tag_field="type", tag="image"):
-    source: dict[str, Any]
-    cache_control: CacheControl = None
-
-
-class DocumentBlock(Struct, tag_field="type", tag="document"):
-    source: dict[str, Any]
-    cache_control: CacheControl = None
-
-
-class ToolUseBlock(Struct, tag_field="type", tag="tool_use", omit_defaults=True):
-    id: str
-    name: str
-    input: dict[str, Any]
-    cache_control: CacheControl = None
-
-
-class ToolResultBlock(Struct, tag_field="type", tag="tool_result"):
-    tool_use_id: str
-    content: str | list[dict[str, Any]] = ""
-    is_error: bool = False
-    cache_control: CacheControl = None
-
-
-class ThinkingBlock(Struct, tag_field="type", tag="thinking"):
-    thinking: str
-    signature: str = ""
-
-
-class RedactedThinkingBlock(Struct, tag_field="type", tag="redacted_thinking"):
-    data: str
-
-
-ThinkingBlocks = ThinkingBlock | RedactedThinkingBlock
-ContentBlock = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlocks
 
 
 class MessageParam(Struct):
@@ -258,8 +226,8 @@ def _turn(message: MessageParam, index: int) -> list[ChatMessage]:
     thoughts = [b.thinking for b in message.content if isinstance(b, ThinkingBlock)]
     reasoning = "\n".join(thoughts) if thoughts else None
     results = [
-        ChatMessage("tool", _text(b.content, param), tool_call_id=b.tool_use_id)
-        for b in message.content
+        _tool_result(b, f"{param}.{j}")
+        for j, b in enumerate(message.content)
         if isinstance(b, ToolResultBlock)
     ]
     calls = [
@@ -268,7 +236,10 @@ def _turn(message: MessageParam, index: int) -> list[ChatMessage]:
         if isinstance(b, ToolUseBlock)
     ]
     skipped = ToolResultBlock | ToolUseBlock | ThinkingBlocks
-    text = _text([b for b in message.content if not isinstance(b, skipped)], param)
+    kept = [(f"{param}.{j}", b) for j, b in enumerate(message.content) if not isinstance(b, skipped)]
+    if message.role == "user" and any(isinstance(b, ImageBlock) for _, b in kept):
+        return [*results, message_with_parts("user", _parts(kept, param))]
+    text = _text([b for _, b in kept], param)
     if calls:
         return [*results, ChatMessage(message.role, text or None, calls, reasoning=reasoning)]
     if text or not results:
@@ -276,16 +247,37 @@ def _turn(message: MessageParam, index: int) -> list[ChatMessage]:
     return results
 
 
+def _tool_result(block: ToolResultBlock, param: str) -> ChatMessage:
+    """A tool_result as a tool message; its images (a screenshot a tool read) kept in order."""
+    if isinstance(block.content, str):
+        return ChatMessage("tool", block.content, tool_call_id=block.tool_use_id)
+    blocks = [(f"{param}.content.{j}", _block(b, f"{param}.content")) for j, b in enumerate(block.content)]
+    message = message_with_parts("tool", _parts(blocks, f"{param}.content"))
+    message.tool_call_id = block.tool_use_id
+    return message
+
+
+def _parts(blocks: list[tuple[str, Any]], param: str) -> list[str | ImageInput]:
+    return [
+        b.to_image(f"{at}.source") if isinstance(b, ImageBlock) else _text([b], param) for at, b in blocks
+    ]
+
+
+def _block(block: Any, param: str) -> Any:
+    if not isinstance(block, dict):
+        return block
+    try:
+        return msgspec.convert(block, ContentBlock)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(str(exc), param=param) from None
+
+
 def _text(content: str | list[Any], param: str) -> str:
     if isinstance(content, str):
         return content
     texts = []
-    for block in content:
-        if isinstance(block, dict):  # a tool_result's own content blocks
-            try:
-                block = msgspec.convert(block, ContentBlock)
-            except msgspec.ValidationError as exc:
-                raise InvalidRequestError(str(exc), param=param) from None
+    for item in content:
+        block = _block(item, param)  # a tool_result's own content blocks are dicts
         if not isinstance(block, TextBlock):
             kind = type(block).__struct_config__.tag
             raise InvalidRequestError(f"content blocks of type '{kind}' are not supported", param=param)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
 
@@ -16,6 +17,8 @@ class Model(Struct):
     state: str = "not-loaded"
     engine: str = "auto"
     kind: str = "llm"
+    # What a request may send it: ["text"], or ["text", "image"] for a vision model.
+    input_modalities: list[str] = msgspec.field(default_factory=lambda: ["text"])
     context_length: int | None = None
     quantization: str | None = None
     size_bytes: int | None = None

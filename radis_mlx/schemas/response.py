@@ -62,6 +62,8 @@ class Logprob(Struct):
 
 class InputTokensDetails(Struct):
     cached_tokens: int = 0
+    # Extension: of the input's tokens, the images' (left out when the request has none).
+    image_tokens: int | UnsetType = UNSET
 
 
 class OutputTokensDetails(Struct):
@@ -77,9 +79,15 @@ class ResponseUsage(Struct):
 
     @classmethod
     def of(
-        cls, input_tokens: int, output_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+        cls,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        image_tokens: int = 0,
     ) -> ResponseUsage:
-        cached, total = InputTokensDetails(cached_tokens), input_tokens + output_tokens
+        cached = InputTokensDetails(cached_tokens, image_tokens or UNSET)
+        total = input_tokens + output_tokens
         return cls(input_tokens, cached, output_tokens, OutputTokensDetails(reasoning_tokens), total)
 
 

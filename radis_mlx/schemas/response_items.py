@@ -14,7 +14,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import ChatMessage, ToolCall
+from radis_mlx.generation.types import ChatMessage, ImageInput, ToolCall, message_with_parts
 
 
 class InputText(Struct, tag_field="type", tag="input_text"):
@@ -28,7 +28,10 @@ class OutputText(Struct, tag_field="type", tag="output_text"):
 
 
 class InputImage(Struct, tag_field="type", tag="input_image"):
+    # A base64 data: URL, or an http(s) URL (fetched only where the server allows it); file ids are refused.
     image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class InputFile(Struct, tag_field="type", tag="input_file"):
@@ -173,7 +176,25 @@ def _message(decoded: Struct, index: int) -> ChatMessage:
         )
     assert isinstance(decoded, InputMessage)
     role = "system" if decoded.role == "developer" else decoded.role
+    if role == "user" and not isinstance(decoded.content, str):
+        return message_with_parts(role, _parts(decoded.content, index))
     return ChatMessage(role, _text(decoded.content, f"input[{index}].content"))
+
+
+def _parts(content: list[InputContent], index: int) -> list[str | ImageInput]:
+    """A user message's text and images, in order."""
+    parts: list[str | ImageInput] = []
+    for j, part in enumerate(content):
+        param = f"input[{index}].content[{j}]"
+        if isinstance(part, InputImage):
+            if part.image_url is None:
+                raise InvalidRequestError(
+                    "input_image needs an image_url (file ids are not supported)", param=f"{param}.file_id"
+                )
+            parts.append(ImageInput(part.image_url, f"{param}.image_url"))
+        else:
+            parts.append(_text([part], f"input[{index}].content"))
+    return parts
 
 
 def check_arguments(arguments: str, param: str) -> None:

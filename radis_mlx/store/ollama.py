@@ -38,7 +38,6 @@ _MAX_TEXT_BYTES = 256 << 10  # a SYSTEM prompt
 # Layers radis-mlx does not use; the log says so once per model.
 _UNUSED = {
     "template": "Ollama's Go template is not translated; the GGUF's own chat template is used",
-    "projector": "its vision projector is not used (text only)",
     "adapter": "its LoRA adapter is not applied",
     "messages": "its MESSAGE history is not prepended",
 }
@@ -54,6 +53,7 @@ class OllamaModel:
     params: dict[str, Any]
     system: str | None
     notes: tuple[str, ...] = ()  # what radis-mlx does not use, for the log
+    projector: Path | None = None  # a vision model's projector blob (llama.cpp's mmproj)
 
     @property
     def short_name(self) -> str | None:
@@ -128,7 +128,8 @@ def _parse(path: Path, root: Path, name: str) -> OllamaModel:
         raise ValueError("the params layer is not a JSON object")
     system = _text(layers["system"][0]) if "system" in layers else None
     notes = tuple(note for kind, note in _UNUSED.items() if kind in layers)
-    return OllamaModel(name, layers["model"][0], path, params, system or None, notes)
+    projector = layers["projector"][0] if "projector" in layers else None
+    return OllamaModel(name, layers["model"][0], path, params, system or None, notes, projector)
 
 
 def _blob(root: Path, digest: object) -> Path:

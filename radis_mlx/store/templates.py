@@ -23,6 +23,10 @@ def read_chat_template(path: Path) -> str | None:
             return template if isinstance(template, str) else None
         if (path / "chat_template.jinja").is_file():
             return (path / "chat_template.jinja").read_text()
+        if (path / "chat_template.json").is_file():  # a vision model's processor template
+            template = json.loads((path / "chat_template.json").read_text()).get("chat_template")
+            if isinstance(template, str):
+                return template
         config = json.loads((path / "tokenizer_config.json").read_text())
     except (OSError, ValueError, struct.error):
         return None

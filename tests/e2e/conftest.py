@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
-from tests.support.e2e import ENGINES, e2e_config
+from tests.support.e2e import ENGINES, build_vision_models, e2e_config
 from tests.support.server import RunningServer
 
 
@@ -13,6 +13,7 @@ from tests.support.server import RunningServer
 def server(tmp_path_factory, smollm_gguf):
     workdir = tmp_path_factory.mktemp("server")
     (workdir / "garbage.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    build_vision_models(workdir)
     running = RunningServer(e2e_config(), workdir).wait_ready()
     yield running
     code = running.stop()

@@ -14,6 +14,8 @@ import uuid
 import pytest
 from openai import OpenAI
 
+from tests.support.e2e import VISION_DIR, build_vision_models
+from tests.support.images import data_url, image_bytes, user_with_image
 from tests.support.server import STARTER_SOURCE, RunningServer
 
 MODEL = "cached"
@@ -21,12 +23,19 @@ CONFIG = f"""[models.cached]
 source = "{STARTER_SOURCE}"
 engine = "llamacpp"
 context_length = 2048
+
+[models.vision]
+source = "./{VISION_DIR}/gguf/tiny-smolvlm.gguf"
+kind = "vlm"
+context_length = 1024
 """
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, smollm_gguf):
-    running = RunningServer(CONFIG, tmp_path_factory.mktemp("prompt-cache")).wait_ready()
+    workdir = tmp_path_factory.mktemp("prompt-cache")
+    build_vision_models(workdir)
+    running = RunningServer(CONFIG, workdir).wait_ready()
     yield OpenAI(base_url=running.url, api_key="x", max_retries=0, timeout=120)
     assert running.stop() == 0, running.log_tail()
 
@@ -68,3 +77,17 @@ def test_completions_report_cached_tokens(client):
     second = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
     assert second.usage.prompt_tokens_details.cached_tokens >= second.usage.prompt_tokens - 2
     assert first.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens_details.cached_tokens
+
+
+def test_the_child_reuses_an_image_only_for_that_image(client):
+    def cached(picture: bytes):
+        reply = client.chat.completions.create(
+            model="vision", messages=user_with_image(data_url(picture)), temperature=0, max_tokens=4
+        )
+        return reply.usage.prompt_tokens_details.cached_tokens, reply.usage.prompt_tokens
+
+    one, other = image_bytes((90, 10, 10)), image_bytes((10, 90, 10))
+    assert cached(one)[0] < 10
+    again, prompt = cached(one)
+    assert again >= prompt - 2  # the image's tokens too
+    assert cached(other)[0] < 10  # the text before the image only

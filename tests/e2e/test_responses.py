@@ -182,8 +182,9 @@ def test_unknown_or_unstored_previous_response_is_400(client, model):
         ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         (
+            # An image for a text-only model (vision models: tests/e2e/test_vision.py).
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
-            "input[0].content",
+            "input[0].content[0].image_url",
         ),
         ({"text": {"format": {"type": "json_schema", "name": "x", "schema": UNENFORCEABLE}}}, "text.format"),
         ({"max_output_tokens": 0}, "max_output_tokens"),

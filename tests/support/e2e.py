@@ -24,8 +24,26 @@ THINK_TOOLS_TEMPLATE = (Path(__file__).parent / "think_tools_template.jinja").re
 # markers are plain text to it (the rendered prompt is still exactly what the model is sent).
 FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
 
+# The tiny random-weight vision model (tests/support/tiny_vlm.py) on each engine, built into the shared
+# server's folder by build_vision_models: the MLX folder detected as a vision model by its config, the GGUF
+# declared one (`kind = "vlm"`: llama.cpp on every host), its mmproj found beside it. Both mark reasoning
+# with <think> tags, which their random weights never write unless a test grammar makes them.
+VISION_MODELS = {"mlx": "tiny-vlm-mlx", "llamacpp": "tiny-vlm-llamacpp"}
+VISION_DIR = "tiny-vlm"
+
 # Further models.toml entries the suite serves (embedding models, ...), as TOML text.
 EXTRA_MODELS = f"""
+[models.tiny-vlm-mlx]
+source = "./{VISION_DIR}/tiny-smolvlm"
+context_length = 1024
+reasoning = {{ start = "<think>", end = "</think>" }}
+
+[models.tiny-vlm-llamacpp]
+source = "./{VISION_DIR}/gguf/tiny-smolvlm.gguf"
+kind = "vlm"
+context_length = 1024
+reasoning = {{ start = "<think>", end = "</think>" }}
+
 [models.smollm2-tools-mlx]
 source = "{STARTER_SOURCE}"
 engine = "mlx"
@@ -85,6 +103,15 @@ engine = "llamacpp"
 embeddings = true
 context_length = 512
 """
+
+
+def build_vision_models(workdir: Path) -> None:
+    """Write the tiny vision model as an MLX folder and as a GGUF + mmproj pair under workdir/tiny-vlm."""
+    from tests.support.tiny_gguf_vlm import build_gguf
+    from tests.support.tiny_vlm import build
+
+    folder = build(workdir / VISION_DIR / "tiny-smolvlm")
+    build_gguf(folder, workdir / VISION_DIR / "gguf")
 
 
 def e2e_config() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from radis_mlx.api.openai.response_store import ResponseStore
-from radis_mlx.generation.types import ChatMessage
+from radis_mlx.generation.types import ChatMessage, ImageInput, message_with_parts
 from radis_mlx.schemas.response import Response
 
 
@@ -27,3 +27,17 @@ def test_pop_removes():
     store.keep(response("a"), [])
     assert store.pop("a") is not None
     assert store.get("a") is None and store.pop("a") is None
+
+
+def test_conversations_with_images_are_also_bounded_by_their_bytes():
+    store = ResponseStore(image_bytes=250)
+    picture = ImageInput("data:", "input[0]", data=b"x" * 100, digest="d")
+    seen = [message_with_parts("user", [picture, "look"])]
+    store.keep(response("a"), seen)
+    store.keep(response("b"), seen)
+    assert store.get("a") is not None and store.get("b") is not None
+    store.keep(response("c"), seen)  # 300 bytes held: the least recently used goes
+    assert store.get("a") is None and store.get("c").history[0].images == [picture]
+    store.pop("b")
+    store.keep(response("d"), seen)
+    assert store.get("c") is not None and store.get("d") is not None

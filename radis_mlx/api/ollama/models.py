@@ -108,7 +108,7 @@ async def ollama_show(request: Request, pool: NamedDependency[ModelPool]) -> Sho
         system=system,
         details=_details(pool, slot, meta),
         model_info=info,
-        capabilities=_capabilities(slot, template),
+        capabilities=_capabilities(pool, slot, template),
         modified_at=local_time(_modified(pool, slot)),
     )
 
@@ -175,7 +175,7 @@ def _listed(pool: ModelPool, slot: PoolSlot) -> ListModel:
         size=facts.weights if facts else 0,
         digest=_digest(slot),
         details=_details(pool, slot, meta),
-        capabilities=_capabilities(slot, _template(slot, meta)),
+        capabilities=_capabilities(pool, slot, _template(slot, meta)),
     )
 
 
@@ -214,7 +214,7 @@ def _context_length(slot: PoolSlot, meta: dict[str, Any]) -> int:
     return min(limits) if limits else 0
 
 
-def _capabilities(slot: PoolSlot, template: str) -> list[str]:
+def _capabilities(pool: ModelPool, slot: PoolSlot, template: str) -> list[str]:
     """Ollama's capability words. Every LLM here calls tools (the generic format needs no template)."""
     entry = slot.entry
     if entry.kind == "embedding":
@@ -222,10 +222,10 @@ def _capabilities(slot: PoolSlot, template: str) -> list[str]:
     engine = slot.engine
     fim = entry.fim_template or (engine.fim_template if engine is not None else None)
     reasons = engine.reasoning if engine is not None else model_reasoning(entry, template or None)
-    # TODO(vision): "vision" once images are served.
     return [
         "completion",
         "tools",
+        *(["vision"] if "image" in pool.catalog.input_modalities(slot) else []),
         *(["insert"] if fim else []),
         *(["thinking"] if reasons else []),
         *(["embedding"] if entry.embeddings else []),

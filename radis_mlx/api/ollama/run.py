@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from litestar.response import Stream
 
+from radis_mlx.api.images import resolve_images
 from radis_mlx.api.metrics import count_generated_tokens
 from radis_mlx.api.sse import Started, keepalive, started
 from radis_mlx.errors import InvalidRequestError, ModelNotFoundError
@@ -121,6 +122,7 @@ async def start_run(
     `prepare` finishes the request once the engine is known (a suffix needs its FIM template).
     """
     timing = Timing()
+    await resolve_images(pool, slot.model_id, generation)  # counted, checked and decoded before the lease
     stack = AsyncExitStack()
     try:
         engine = await stack.enter_async_context(lease(pool, slot, keep_alive))

@@ -67,6 +67,7 @@ async def create_chat_completion(
             sum(o.completion_tokens for o in outcomes),
             outcomes[0].cached_tokens,
             sum(o.reasoning_tokens for o in outcomes),
+            outcomes[0].image_tokens,
         ),
     )
 
@@ -113,7 +114,7 @@ async def _stream_events(
         choice = ChunkChoice(index, delta, logprobs, finish)
         return sse(ChatCompletionChunk(completion_id, [choice], created, model))
 
-    prompt_tokens = completion_tokens = cached_tokens = reasoning_tokens = 0
+    prompt_tokens = completion_tokens = cached_tokens = reasoning_tokens = image_tokens = 0
     try:
         for index, generation in enumerate(generations):
             stream = first if index == 0 else generate(generation)
@@ -136,9 +137,12 @@ async def _stream_events(
                     completion_tokens += piece.completion_tokens
                     reasoning_tokens += piece.reasoning_tokens
                     cached_tokens = piece.cached_tokens if index == 0 else cached_tokens
+                    image_tokens = piece.image_tokens if index == 0 else image_tokens
                     yield chunk(index, ChoiceDelta(), piece.finish_reason)
         if include_usage:
-            usage = CompletionUsage.of(prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens)
+            usage = CompletionUsage.of(
+                prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, image_tokens
+            )
             yield sse(ChatCompletionChunk(completion_id, [], created, model, usage=usage))
     except Exception as exc:
         yield sse_error(exc)

@@ -21,6 +21,7 @@ def describe(pool: ModelPool, slot: PoolSlot) -> Model:
         state=slot.state.value,
         engine=info.name if info else slot.entry.engine,
         kind=slot.entry.kind,
+        input_modalities=pool.catalog.input_modalities(slot),
         context_length=info.context_length if info else slot.entry.context_length,
         quantization=facts.quantization if facts else None,
         size_bytes=(info.size_bytes if info else 0) or (facts.weights if facts else None),

@@ -155,7 +155,11 @@ def _finished(draft: Response, outcome: Outcome, items: list[OutputItem]) -> Res
         status="incomplete" if cut else "completed",
         incomplete_details=IncompleteDetails("max_output_tokens") if cut else None,
         usage=ResponseUsage.of(
-            outcome.prompt_tokens, outcome.completion_tokens, outcome.cached_tokens, outcome.reasoning_tokens
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            outcome.cached_tokens,
+            outcome.reasoning_tokens,
+            outcome.image_tokens,
         ),
     )
 
@@ -196,6 +200,7 @@ async def _stream_events(
                 counts = chunk.prompt_tokens, chunk.completion_tokens
                 outcome = Outcome("", chunk.finish_reason, *counts, cached_tokens=chunk.cached_tokens)
                 outcome.tool_calls, outcome.reasoning_tokens = out.calls, chunk.reasoning_tokens
+                outcome.image_tokens = chunk.image_tokens
                 outcome.text = "".join(i.content[0].text for i in out.items if isinstance(i, OutputMessage))
                 outcome.reasoning = "".join(
                     i.summary[0].text for i in out.items if isinstance(i, ReasoningItem) and i.summary

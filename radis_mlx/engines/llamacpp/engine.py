@@ -8,6 +8,7 @@ JSON it speaks lives in protocol.py.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
@@ -41,8 +42,10 @@ from radis_mlx.generation.types import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    ImageInput,
     check_token_ids,
     completion_room,
+    request_images,
 )
 
 log = logging.getLogger(__name__)
@@ -74,8 +77,12 @@ class LlamaCppEngine(ChildEngine):
         embedding: bool = False,
         chat_template: str | None = None,
         prompt_cache_bytes: int = 0,
+        projector: Path | None = None,
     ) -> None:
         self.model_id = model_id
+        self.projector = projector  # a vision model's mmproj: images then go to the child as data: URLs
+        if projector is not None:
+            self.input_modalities = ("text", "image")
         self.prompt_cache_bytes = prompt_cache_bytes
         self.template_override = chat_template
         self.path = path
@@ -100,6 +107,7 @@ class LlamaCppEngine(ChildEngine):
         argv += [] if s.jinja else ["--no-jinja"]
         argv += [] if s.flash_attn else ["--no-flash-attn"]
         argv += ["--chat-template", self.template_override] if self.template_override else []
+        argv += ["--mmproj", str(self.projector)] if self.projector else []
         binary = find_llama_server(s)
         self._llguidance = binary is None
         return [*argv, "--exec", binary] if binary else argv
@@ -153,11 +161,20 @@ class LlamaCppEngine(ChildEngine):
             # The child's template renders the tools, but calls are ours to constrain and parse (its chat
             # endpoint would parse them its own way): the rendered prompt goes to /completion.
             path, parse, param = "/completion", completion_event, "messages"
-            body["prompt"] = await self._render(request) + request.assistant_prefix
+            prompt = await self._render(request) + request.assistant_prefix
+            images = request_images(request)
+            # Images go with the prompt, each where the template wrote the child's media marker.
+            body["prompt"] = (
+                {"prompt_string": prompt, "multimodal_data": [_base64(i) for i in images]}
+                if images
+                else prompt
+            )
         elif request.messages is not None:
             # One request: the child templates the messages itself (its /apply-template costs a round trip).
             path, parse, param = "/v1/chat/completions", chat_event, "messages"
-            body["messages"] = template_messages(request.messages, object_arguments=False)
+            body["messages"] = template_messages(
+                request.messages, object_arguments=False, image_part=_image_url_part
+            )
             if request.template_kwargs:
                 body["chat_template_kwargs"] = request.template_kwargs
             # Raw text, as MLX gives it (the generation layer splits reasoning, the same on both engines),
@@ -239,7 +256,10 @@ class LlamaCppEngine(ChildEngine):
 
     async def _render(self, request: GenerationRequest) -> str:
         """The prompt the child's chat template makes of messages and tools."""
-        body: dict[str, Any] = {"messages": template_messages(request.messages or [], object_arguments=False)}
+        messages = template_messages(
+            request.messages or [], object_arguments=False, image_part=_image_url_part
+        )
+        body: dict[str, Any] = {"messages": messages}
         body["tools"] = template_tools(request.tools or [])
         if request.template_kwargs:
             body["chat_template_kwargs"] = request.template_kwargs
@@ -257,3 +277,12 @@ class LlamaCppEngine(ChildEngine):
             raise child_error(response.status_code, response.content, param)
         reply: dict[str, Any] = response.json()
         return reply
+
+
+def _image_url_part(image: ImageInput) -> dict[str, Any]:
+    """An image for the child's chat template: always a data: URL (the child would fetch any other URL)."""
+    return {"type": "image_url", "image_url": {"url": image.data_url()}}
+
+
+def _base64(image: ImageInput) -> str:
+    return base64.b64encode(image.data).decode()

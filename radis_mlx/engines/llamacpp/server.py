@@ -31,6 +31,8 @@ def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
     argv += [] if args.flash_attn else ["--flash-attn", "off"]
     if args.chat_template:
         argv += ["--chat-template", args.chat_template]
+    if args.mmproj:
+        argv += ["--mmproj", args.mmproj]
     if args.cache_ram is not None and supports_flag(binary, "--cache-ram"):
         argv += ["--cache-ram", str(args.cache_ram)]
     return argv
@@ -63,6 +65,8 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     params.use_jinja = args.jinja
     if args.chat_template:
         params.chat_template = args.chat_template
+    if args.mmproj:
+        params.mmproj.path = args.mmproj  # a vision model's projector: images in chat and /completion
     params.cache_prompt = True
     if args.cache_ram is not None:
         params.cache_ram_mib = args.cache_ram
@@ -101,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-jinja", dest="jinja", action="store_false")
     parser.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
     parser.add_argument("--chat-template", help="a Jinja chat template replacing the GGUF's own")
+    parser.add_argument("--mmproj", help="a vision model's projector GGUF (images in)")
     parser.add_argument("--parent-pid", type=int, default=os.getppid())
     parser.add_argument("--exec", dest="binary", help="run this llama-server binary instead of the wheel")
     return parser.parse_args(argv)

@@ -38,6 +38,13 @@ class Job:
     processors: list[Any]
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None
+    # The prompt as the prompt cache knows it, when its token ids do not tell it (images: vision_cache.py).
+    cache_key: list[int] | None = None
+    # A KV cache already holding the prompt's first n tokens (a vision model's images), of which
+    # `cached_tokens` came from the prompt cache; None: the longest cached prefix is fetched.
+    start: tuple[list[Any], int] | None = None
+    cached_tokens: int = 0
+    image_tokens: int = 0  # of the prompt, the images' (usage)
     # Message boundaries in the prompt, (token count, kind): where prompt-cache checkpoints are taken.
     boundaries: list[tuple[int, str]] = field(default_factory=list)
 
@@ -52,8 +59,16 @@ class _Slot:
     guard: GuardedProcessors | None
     top_logprobs: int | None
     scored: LogprobQueue | None
+    cache_key: list[int] | None = None
+    image_tokens: int = 0
     generated: int = 0
     emitted: int = 0  # of generated, the tokens chunks were sent for
+
+    def key(self, tokens: list[int]) -> list[int]:
+        """The prompt cache's key for a sequence that starts with this request's prompt."""
+        if self.cache_key is None:
+            return tokens
+        return self.cache_key[: len(tokens)] + list(tokens[len(self.cache_key) :])
 
 
 class BatchScheduler:
@@ -87,7 +102,8 @@ class BatchScheduler:
 
     def submit(self, job: Job, emitter: Emitter[GenerationChunk]) -> None:
         """Queue a generation; it is prefilled and decoded by the next steps."""
-        cache, cached = self.prompt_cache.fetch(job.prompt)
+        cache, cached = job.start or self.prompt_cache.fetch(job.cache_key or job.prompt)
+        reused = job.cached_tokens if job.start is not None else cached
         guard = GuardedProcessors(job.processors) if job.processors else None
         cuts = [(n, kind) for n, kind in job.boundaries if cached < n < len(job.prompt) - 1]
         if not self.prompt_cache.wants_checkpoints():
@@ -104,12 +120,14 @@ class BatchScheduler:
         self._slots[uid] = _Slot(
             emitter,
             len(job.prompt),
-            cached,
+            reused,
             self._tokenizer.detokenizer,
             StopBuffer(job.stop),
             guard,
             job.logprobs,
             LogprobQueue() if job.logprobs is not None else None,
+            job.cache_key,
+            job.image_tokens,
         )
         if cuts:
             self._checkpoints[uid] = [kind for _, kind in cuts]
@@ -158,7 +176,8 @@ class BatchScheduler:
             return
         for uid, (cache, tokens) in self._generator.extract_cache(ended).items():
             kind = self._checkpoints[uid].pop(0)
-            self.prompt_cache.checkpoint(list(tokens), cache, kind)
+            slot = self._slots.get(uid)
+            self.prompt_cache.checkpoint(slot.key(list(tokens)) if slot else list(tokens), cache, kind)
 
     def stats(self) -> dict[str, int]:
         """Counts for /api/v0/models/loaded: requests waiting for their first token, decoding, done."""
@@ -196,6 +215,7 @@ class BatchScheduler:
                 chunk = GenerationChunk(text, logprobs=logprobs, tokens=slot.generated - slot.emitted)
                 if not slot.emitted:  # the first chunk tells the prompt's size (Anthropic's message_start)
                     chunk.prompt_tokens, chunk.cached_tokens = slot.prompt_tokens, slot.cached_tokens
+                    chunk.image_tokens = slot.image_tokens
                 slot.emitted = slot.generated
                 slot.emitter.emit(chunk)
             return
@@ -207,12 +227,13 @@ class BatchScheduler:
             slot.generated,
             cached_tokens=slot.cached_tokens,
             tokens=slot.generated - slot.emitted,
+            image_tokens=slot.image_tokens,
         )
         chunk.logprobs = slot.scored.finish(text, slot.stops.stopped) if slot.scored is not None else None
         if response.finish_reason is not None:  # the generator has let it go already
             del self._slots[response.uid]
             self._checkpoints.pop(response.uid, None)
-            self.prompt_cache.insert(response.all_tokens, response.prompt_cache)
+            self.prompt_cache.insert(slot.key(response.all_tokens), response.prompt_cache)
         else:
             self._leave([response.uid], keep_cache=True)
         self.finished += 1
@@ -221,11 +242,12 @@ class BatchScheduler:
 
     def _leave(self, uids: list[int], *, keep_cache: bool) -> None:
         caches = self._generator.remove(uids, return_prompt_caches=keep_cache)
+        slots = {uid: self._slots.pop(uid, None) for uid in uids}
         for uid in uids:
-            self._slots.pop(uid, None)
             self._checkpoints.pop(uid, None)
-        for cache, tokens in caches.values():
-            self.prompt_cache.insert(tokens, cache)
+        for uid, (cache, tokens) in caches.items():
+            slot = slots.get(uid)
+            self.prompt_cache.insert(slot.key(tokens) if slot is not None else tokens, cache)
 
     def _drop(self, uid: int, slot: _Slot, error: Exception) -> None:
         if uid in self._slots:

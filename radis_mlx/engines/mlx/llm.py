@@ -138,7 +138,22 @@ class MlxLlmEngine(ThreadedEngine):
         """Validate and join the batch; the scheduler streams the chunks and finishes the emitter."""
         if self._scheduler is None:
             raise EngineUnavailableError("the model is not loaded")
+        self._scheduler.submit(self._job(request), emitter)
+
+    def _job(self, request: GenerationRequest) -> Job:
+        """The request as the scheduler runs it: its prompt tokens, room, sampler and processors."""
         prompt = prompt_tokens(self._tokenizer, request, self.chat_template)
+        job = self._job_for(request, prompt)
+        scheduler = self._scheduler
+        if (
+            request.messages is not None
+            and scheduler is not None
+            and scheduler.prompt_cache.wants_checkpoints()
+        ):
+            job.boundaries = message_boundaries(self._tokenizer, request, self.chat_template, prompt)
+        return job
+
+    def _job_for(self, request: GenerationRequest, prompt: list[int]) -> Job:
         max_tokens = completion_room(
             self.info.context_length, len(prompt), request.max_tokens, prompt_param(request)
         )
@@ -148,10 +163,7 @@ class MlxLlmEngine(ThreadedEngine):
         if grammar is not None:
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
-        job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
-        if request.messages is not None and self._scheduler.prompt_cache.wants_checkpoints():
-            job.boundaries = message_boundaries(self._tokenizer, request, self.chat_template, prompt)
-        self._scheduler.submit(job, emitter)
+        return Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
 
     def _llguidance_tokenizer(self) -> Any:
         assert self._guidance is not None

@@ -89,6 +89,13 @@ def _render(
     return str(text)
 
 
+def render_text(
+    tokenizer: Any, messages: list[dict[str, Any]], request: GenerationRequest, template: str | None
+) -> str:
+    """Templated messages (as template_messages made them) with the assistant prefix: the prompt's text."""
+    return _render(tokenizer, request, template, messages) + request.assistant_prefix
+
+
 def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
     """The prompt's tokens: templated messages, an encoded string, or checked token ids."""
     if request.messages is not None:
@@ -123,7 +130,12 @@ class GuidanceTokenizer:
 def trained_context(folder: Path) -> int:
     """The context length an MLX model folder was trained for (config.json)."""
     config = json.loads((folder / "config.json").read_text())
-    return int(config.get("max_position_embeddings") or config.get("max_seq_len") or 4096)
+    text = config.get("text_config")  # a vision model's language model
+    for source in (config, text if isinstance(text, dict) else {}):
+        trained = source.get("max_position_embeddings") or source.get("max_seq_len")
+        if trained:
+            return int(trained)
+    return 4096
 
 
 def keep_leading_space(tokenizer: Any) -> None:

@@ -17,9 +17,11 @@ from radis_mlx.generation.tools import check_tools
 from radis_mlx.generation.types import (
     ChatMessage,
     GenerationRequest,
+    ImageInput,
     TokenLogprob,
     ToolCall,
     ToolDefinition,
+    message_with_parts,
 )
 from radis_mlx.schemas.common import with_default_system
 from radis_mlx.schemas.ollama.common import (
@@ -33,7 +35,6 @@ from radis_mlx.schemas.ollama.common import (
 
 ROLES = ("system", "user", "assistant", "tool")
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
-NO_IMAGES = "this model does not accept images"
 
 
 def done_reason(finish_reason: str) -> str:
@@ -143,8 +144,6 @@ class GenerateRequest(GenerationFields, kw_only=True):
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """A one-turn chat through the model's template, or the raw prompt (`raw`, or with a `suffix`)."""
-        if self.images:
-            raise InvalidRequestError(NO_IMAGES, param="images")
         if self.template:
             raise InvalidRequestError(
                 "template overrides (Go templates) are not supported; send raw: true with your own prompt",
@@ -158,10 +157,13 @@ class GenerateRequest(GenerationFields, kw_only=True):
         if self.raw and self.system:
             raise InvalidRequestError("raw mode does not support template, system, or context", param="raw")
         if self.raw or self.suffix:
+            if self.images:  # a raw prompt has no place for them
+                raise InvalidRequestError("images need the model's template: send raw: false", param="images")
             return self._generation(defaults, prompt=self.prompt)
         system = self.system or defaults.system  # `system` replaces the model's own, as on Ollama
         messages = [ChatMessage("system", system)] if system else []
-        return self._generation(defaults, messages=[*messages, ChatMessage("user", self.prompt)])
+        user = _with_images("user", self.prompt, self.images, "images")
+        return self._generation(defaults, messages=[*messages, user])
 
 
 def chat_messages(messages: list[OllamaMessage]) -> list[ChatMessage]:
@@ -175,8 +177,10 @@ def chat_messages(messages: list[OllamaMessage]) -> list[ChatMessage]:
                 f"role must be one of {', '.join(ROLES)}, not '{message.role}'",
                 param=f"messages[{index}].role",
             )
-        if message.images:
-            raise InvalidRequestError(NO_IMAGES, param=f"messages[{index}].images")
+        if message.images and role != "user":
+            raise InvalidRequestError(
+                "only user messages may carry images", param=f"messages[{index}].images"
+            )
         content = message.content or ""
         if role == "assistant" and message.tool_calls:
             made = [
@@ -189,11 +193,27 @@ def chat_messages(messages: list[OllamaMessage]) -> list[ChatMessage]:
             )
         elif role == "tool":
             converted.append(ChatMessage("tool", content, tool_call_id=_answered(message, calls)))
+        elif message.images:
+            converted.append(_with_images(role, content, message.images, f"messages[{index}].images"))
         else:
             converted.append(
                 ChatMessage(role, content, reasoning=message.thinking if role == "assistant" else None)
             )
     return converted
+
+
+def _with_images(role: str, text: str, images: list[str] | None, param: str) -> ChatMessage:
+    """A message with Ollama's images (bare base64; their bytes tell the format) before its text, as
+    Ollama's templates place them. They are counted and decoded with every other API's (api/images.py)."""
+    if not images:
+        return ChatMessage(role, text)
+    parts: list[str | ImageInput] = [
+        ImageInput(
+            image if image[:5].lower() == "data:" else f"data:image/png;base64,{image}", f"{param}[{i}]"
+        )
+        for i, image in enumerate(images)
+    ]
+    return message_with_parts(role, [*parts, text] if text else parts)
 
 
 def _answered(message: OllamaMessage, calls: list[ToolCall]) -> str | None:
