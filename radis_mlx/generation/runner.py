@@ -103,9 +103,7 @@ else:
         return await asyncio.wait_for(anext(stream), max(remaining, 0))
 
 
-def generate_until(
-    engine: TextGenerator, timeout: float, on_finish: OnFinish | None = None
-) -> Generate:
+def generate_until(engine: TextGenerator, timeout: float, on_finish: OnFinish | None = None) -> Generate:
     """engine.generate with tool calling, bounded by one deadline for the whole HTTP request.
 
     `on_finish` gets each finished generation's last chunk and its first chunk's time (the server's
