@@ -323,6 +323,7 @@ def test_with_an_api_key_the_page_asks_for_it(browser, locked_server):
     assert httpx.get(f"{locked_server.base}/").status_code == 200  # the page itself holds no secret
     assert httpx.get(f"{locked_server.base}/dashboard/app.js").status_code == 200
     assert httpx.get(f"{locked_server.base}/api/v0/metrics").status_code == 401
+    assert httpx.get(f"{locked_server.base}/api/v0/activity").status_code == 401  # the log is behind the key
     context = browser.new_context()
     page = context.new_page()
     try:
