@@ -71,6 +71,7 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             admin.unload_model,
             admin.pull_model,
             metrics.server_metrics,
+            metrics.server_activity,
             ollama_chat.ollama_chat,
             ollama_chat.ollama_generate,
             ollama_embed.ollama_embed,

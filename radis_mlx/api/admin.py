@@ -80,6 +80,7 @@ def loaded_model(pool: ModelPool, slot: PoolSlot) -> LoadedModel:
         measured_bytes=slot.measured_bytes,
         estimated_bytes=slot.estimate.total if slot.estimate else 0,
         active_requests=slot.active,
+        queued_requests=pool.admission(slot.model_id).stats.queued,
         last_used=int(time.time() - idle),
         idle_seconds=round(idle, 3),
         ttl=pool.effective_ttl(slot),

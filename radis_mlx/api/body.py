@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import msgspec
 
+from radis_mlx.api.metrics import note_model
 from radis_mlx.errors import InvalidRequestError
 
 T = TypeVar("T")
@@ -17,12 +18,14 @@ _PATH = re.compile(r" - at `\$\.?(.*)`$")
 def decode_body(body: bytes, model: type[T]) -> T:
     """Decode a JSON body strictly; errors carry msgspec's path as the OpenAI `param`."""
     try:
-        return msgspec.json.decode(body, type=model)
+        decoded = msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
         match = _PATH.search(str(exc))
         raise InvalidRequestError(str(exc), param=match.group(1) if match else None) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"We could not parse the JSON body of your request: {exc}") from None
+    note_model(getattr(decoded, "model", None))  # the request log names it
+    return decoded
 
 
 def new_id(prefix: str) -> str:

@@ -107,7 +107,7 @@ function modelRow(m) {
   button.disabled = m.state === "loading" || m.state === "unloading";
   button.addEventListener("click", () => loadOrUnload(button, m.id, loaded));
   actions.append(button);
-  row.append(actions);
+  row.append(...modelWatchCells(m), actions);  // source and queue: activity.js
   return row;
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ from radis_mlx.generation.types import (
 )
 
 Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
+# Told of each finished generation: its last chunk (the counts) and when its first chunk came (monotonic).
+OnFinish = Callable[[GenerationChunk, float], None]
 
 
 @dataclass
@@ -115,12 +118,11 @@ def check_images(engine: TextGenerator, request: GenerationRequest) -> None:
         raise EngineError(f"an image reached the engine undecoded ({unresolved.param})")
 
 
-def generate_until(
-    engine: TextGenerator, timeout: float, on_finish: Callable[[int], None] | None = None
-) -> Generate:
+def generate_until(engine: TextGenerator, timeout: float, on_finish: OnFinish | None = None) -> Generate:
     """engine.generate with tool calling, bounded by one deadline for the whole HTTP request.
 
-    `on_finish` gets each finished generation's completion tokens (the server's counters).
+    `on_finish` gets each finished generation's last chunk and its first chunk's time (the server's
+    counters and request log).
     """
     deadline = asyncio.get_running_loop().time() + timeout
     fmt = engine.reasoning
@@ -132,6 +134,7 @@ def generate_until(
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         check_images(engine, request)
         stream = with_tools(reasoned, engine.chat_template, request, calls_parsed=harmony)
+        first = 0.0
         try:
             while True:
                 try:
@@ -140,8 +143,9 @@ def generate_until(
                     return
                 except asyncio.TimeoutError:
                     raise RequestTimeoutError(f"the request took longer than {timeout:g} s") from None
+                first = first or time.monotonic()
                 if chunk.finish_reason is not None and on_finish is not None:
-                    on_finish(chunk.completion_tokens)
+                    on_finish(chunk, first)
                 yield chunk
         finally:
             await stream.aclose()  # type: ignore[attr-defined]

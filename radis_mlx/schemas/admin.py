@@ -60,6 +60,7 @@ class LoadedModel(Struct, kw_only=True):
     measured_bytes: int  # what the engine reported after loading (0: nothing reported)
     estimated_bytes: int  # weights + KV cache, estimated from the files before loading
     active_requests: int
+    queued_requests: int  # waiting for a place in service (max_concurrent; see max_queue)
     last_used: int  # unix time
     idle_seconds: float
     ttl: float | None  # idle seconds before unloading; null: never (pinned, or no TTL)
@@ -112,3 +113,39 @@ class ServerMetrics(Struct, kw_only=True):
     models_available: int
     memory_used_bytes: int
     memory_budget_bytes: int
+
+
+class ActivityBucket(Struct, kw_only=True):
+    """One interval of GET /api/v0/activity: requests that ended in it, tokens generated during it."""
+
+    start: float  # unix time
+    requests: int
+    failed: int
+    tokens: float  # a generation's tokens are spread over the time it took, so fractions occur
+    tokens_per_second: float
+
+
+class RequestRecord(Struct, kw_only=True):
+    """One finished inference request, as the dashboard's request log shows it."""
+
+    time: float  # unix time it arrived
+    method: str
+    route: str
+    model: str | None  # as the body named it (None: no body decoded)
+    status: int  # the HTTP status; a stream that failed after its start keeps its 200 but is `failed`
+    failed: bool
+    duration_seconds: float
+    # Summed over the request's generations (n choices, several prompts); None: nothing generated.
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_seconds: float | None = None  # from arrival to the first generated text (queue and load included)
+    tokens_per_second: float | None = None  # decoding after the first token
+
+
+class ActivityReport(Struct, kw_only=True):
+    """GET /api/v0/activity: the last minutes, interval by interval, and the last requests (newest first)."""
+
+    interval_seconds: float
+    buckets: list[ActivityBucket]
+    requests: list[RequestRecord]

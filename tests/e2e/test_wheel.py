@@ -81,9 +81,13 @@ def fresh_venv(path: Path, wheel: Path) -> Path:
 def test_the_wheel_installed_alone_serves_from_an_empty_folder(tmp_path):
     wheel = build_wheel(tmp_path / "src", tmp_path / "dist")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"radis_mlx/starter.toml", "radis_mlx/dashboard/index.html", "radis_mlx/dashboard/app.js"} <= set(
-        names
-    )
+    assert {
+        "radis_mlx/starter.toml",
+        "radis_mlx/dashboard/index.html",
+        "radis_mlx/dashboard/app.js",
+        "radis_mlx/dashboard/activity.js",
+        "radis_mlx/dashboard/pull.js",
+    } <= set(names)
     assert not [n for n in names if n.startswith(("tests/", "scripts/"))]
     radis = fresh_venv(tmp_path / "venv", wheel)
     home, work = tmp_path / "home", tmp_path / "empty"
