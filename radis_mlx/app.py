@@ -20,7 +20,7 @@ from radis_mlx.api.errors import encode, family_of
 from radis_mlx.api.guard import LOOPBACK_NAMES, GuardMiddleware, is_loopback
 from radis_mlx.api.openai import chat, completions, embeddings, models, responses
 from radis_mlx.config import Config
-from radis_mlx.errors import RadisError
+from radis_mlx.errors import InvalidRequestError, RadisError
 from radis_mlx.pool import ModelPool
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,9 @@ def handle_error(request: Request, exc: Exception) -> Response:
         error = RadisError(str(exc.detail))
         error.status_code = status
         error.type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    elif isinstance(exc, RecursionError):  # a body nested deeper than some step can walk: the body's fault
+        log.warning("%s %s: request nested too deeply (%s)", request.method, request.url.path, exc)
+        error = InvalidRequestError("The request is nested too deeply.")
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         error = RadisError(f"internal server error: {type(exc).__name__}: {exc}")

@@ -55,3 +55,35 @@ async def test_out_of_memory_on_load_is_a_clean_error_and_the_pool_stays_consist
         assert pool.get("fake").state is ModelState.NOT_LOADED
         assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
         assert pool.get("fake").state is ModelState.LOADED
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "fake", "messages": [{"role": "user", "content": "hi"}], '
+            '"response_format": {"type": "json_schema", "json_schema": {"schema": %s}}}',
+        ),
+        (
+            "/v1/messages",
+            '{"model": "fake", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}], '
+            '"metadata": %s}',
+        ),
+        ("/v1/responses", '{"model": "fake", "input": [%s]}'),
+        ("/v1/completions", "%s"),
+    ],
+)
+async def test_3000_deep_json_is_a_400_in_the_routes_shape(path, body):
+    app, _ = app_with(lambda *_: FakeEngine())
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            path, content=body % _nested(3000), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "nested too deeply" in error["message"]

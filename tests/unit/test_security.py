@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from radis_mlx.api.guard import host_name, is_loopback
+from radis_mlx.api.guard import GuardMiddleware, host_name, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,28 @@ def test_host_name(header, name):
 )
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+async def _status(middleware: GuardMiddleware, headers: list[tuple[bytes, bytes]]) -> int:
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message):
+        sent.append(message)
+
+    middleware.app = app
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": headers}
+    await middleware(scope, None, send)
+    return int(sent[0]["status"])
+
+
+@pytest.mark.anyio
+async def test_a_non_ascii_key_matches_what_clients_send_as_utf8():
+    guard = GuardMiddleware(None, api_keys=["clé-secrète"], allowed_hosts=None)  # type: ignore[arg-type]
+    good = [(b"authorization", "Bearer clé-secrète".encode())]
+    assert await _status(guard, good) == 200
+    assert await _status(guard, [(b"x-api-key", "clé-secrète".encode())]) == 200
+    assert await _status(guard, [(b"x-api-key", "clé-secrète".encode("latin-1"))]) == 401
+    assert await _status(guard, [(b"x-api-key", b"cle-secrete")]) == 401
