@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from radis_mlx.api.metrics import count_generated_tokens
 from radis_mlx.api.sse import Started, started
@@ -12,6 +14,14 @@ from radis_mlx.generation.types import GenerationRequest
 
 if TYPE_CHECKING:
     from radis_mlx.pool import ModelPool
+
+T = TypeVar("T")
+
+
+async def converted(convert: Callable[[], T], *, compiles: bool) -> T:
+    """A body's conversion to generations; in a worker thread when it compiles grammars (tools, a
+    JSON schema: up to 128 schemas), so the event loop keeps serving meanwhile."""
+    return await asyncio.to_thread(convert) if compiles else convert()
 
 
 async def open_stream(
@@ -37,6 +47,6 @@ async def run_collected(
     pool: ModelPool, model: str, ttl: float | None, generations: list[GenerationRequest]
 ) -> list[Outcome]:
     """Lease the model and run every generation to its end (a non-streaming response)."""
-    async with pool.acquire(model, ttl=ttl) as engine:
+    async with pool.acquire(model, ttl=ttl, generations=len(generations)) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout, count_generated_tokens)
         return await collect_all(generate, generations)

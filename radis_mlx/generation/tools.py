@@ -65,12 +65,17 @@ def native_format(template: str | None) -> ToolFormat | None:
 
 
 def check_tools(request: GenerationRequest, parameters_param: str = "tools[{}].function.parameters") -> None:
-    """Request errors in the tools: duplicate names, unenforceable schemas, an unknown tool_choice."""
+    """Request errors in the tools: duplicate names, unenforceable schemas, an unknown tool_choice.
+
+    Run once per request, where the API family converts it (it compiles each tool's schema: callers
+    on the event loop run it in a thread when there are tools); linear in the number of tools.
+    """
     tools = request.tools or []
-    names = [t.name for t in tools]
+    names: set[str] = set()
     for index, tool in enumerate(tools):
-        if tool.name in names[:index]:
+        if tool.name in names:
             raise InvalidRequestError(f"tool name '{tool.name}' appears twice", param=f"tools[{index}]")
+        names.add(tool.name)
         schema_grammar(tool.parameters, param=parameters_param.format(index))
     choice = request.tool_choice
     if request.tools is not None and not tools:
@@ -86,11 +91,13 @@ def check_tools(request: GenerationRequest, parameters_param: str = "tools[{}].f
 
 
 def with_tools(engine: TextGenerator, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-    """engine.generate, with the request's tools offered in the model's format and its calls parsed."""
+    """engine.generate, with the request's tools offered in the model's format and its calls parsed.
+
+    The request's tools were checked (check_tools) when it was converted, once for all its choices.
+    """
     history = any(m.tool_calls or m.role == "tool" for m in request.messages or [])
     if request.messages is None or not (request.tools or history):
         return engine.generate(request)
-    check_tools(request)
     native = native_format(engine.chat_template)
     offered = request.tools if request.tool_choice != "none" else None
     if native is None:

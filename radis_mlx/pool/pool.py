@@ -118,12 +118,15 @@ class ModelPool:
         return sum(slot.held_bytes for slot in self.slots())
 
     @asynccontextmanager
-    async def acquire(self, model_id: str, *, ttl: float | None = None) -> AsyncIterator[Engine]:
-        """Hold a loaded engine for the duration of one request; `ttl` sets its idle TTL from now on."""
+    async def acquire(
+        self, model_id: str, *, ttl: float | None = None, generations: int = 1
+    ) -> AsyncIterator[Engine]:
+        """Hold a loaded engine for the duration of one request running `generations` at once;
+        `ttl` sets its idle TTL from now on."""
         slot = self.get(model_id)
         if ttl is not None:
             slot.ttl = ttl
-        async with self.admission(slot.model_id).enter():  # 429/503 when the model is saturated
+        async with self.admission(slot.model_id).enter(generations):  # 429/503 when saturated
             engine = await self._ensure_loaded(slot)
             while slot.engine is not engine or slot.state is not ModelState.LOADED:
                 engine = await self._ensure_loaded(slot)  # evicted between its load and our resumption

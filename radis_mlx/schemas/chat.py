@@ -20,11 +20,14 @@ from radis_mlx.generation.types import (
     ToolDefinition,
 )
 from radis_mlx.schemas.common import (
+    MAX_TOOLS,
     ChoiceCount,
     MaxTokens,
+    Metadata,
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    User,
 )
 
 
@@ -148,7 +151,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     max_completion_tokens: MaxTokens | None = None
     max_tokens: MaxTokens | None = None
     # Accepted and not used: nothing is stored and there is one service tier.
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     n: ChoiceCount = 1
     response_format: ResponseFormat | None = None
     service_tier: str | None = None
@@ -157,9 +160,9 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     stream_options: StreamOptions | None = None
     parallel_tool_calls: bool | None = None
     tool_choice: Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice | None = None
-    tools: list[ChatCompletionFunctionTool] | None = None
+    tools: Annotated[list[ChatCompletionFunctionTool], Meta(max_length=MAX_TOOLS)] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
-    user: str | None = None
+    user: User | None = None
     # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
     ttl: TtlSeconds | None = None
 

@@ -17,7 +17,17 @@ Penalty = Annotated[float, Meta(ge=-2, le=2)]
 MaxTokens = Annotated[int, Meta(ge=1)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
 TtlSeconds = Annotated[int, Meta(ge=1)]
-Stop = str | list[str] | None
+# Bounds on what a request may list, checked as its body is decoded (a 400 naming the field, before any
+# work): OpenAI's where it has one (128 tools, metadata of 16 pairs of 64/512 characters).
+MAX_TOOLS = 128
+MAX_GENERATIONS = 128  # prompts × n in one request
+StopText = Annotated[str, Meta(max_length=512)]
+StopList = Annotated[list[StopText], Meta(max_length=16)]
+Stop = StopText | StopList | None
+Metadata = Annotated[
+    dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=512)]], Meta(max_length=16)
+]
+User = Annotated[str, Meta(max_length=256)]
 
 
 class StreamOptions(Struct, omit_defaults=True):

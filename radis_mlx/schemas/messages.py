@@ -19,7 +19,7 @@ from radis_mlx.generation.types import (
     ToolDefinition,
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
-from radis_mlx.schemas.common import MaxTokens, SamplingFields, TtlSeconds
+from radis_mlx.schemas.common import MAX_TOOLS, MaxTokens, SamplingFields, StopList, TtlSeconds
 from radis_mlx.schemas.errors import AnthropicErrorDetail
 
 
@@ -109,7 +109,7 @@ class MessageCountTokensRequest(Struct, kw_only=True):
     system: str | list[TextBlock] | None = None
     thinking: dict[str, Any] | None = None
     tool_choice: ToolChoice | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
 
     def chat_messages(self) -> list[ChatMessage]:
         """system, then the turns, as the engine's chat messages; refuses what we would ignore."""
@@ -144,10 +144,10 @@ class MessageCountTokensRequest(Struct, kw_only=True):
 class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
     max_tokens: MaxTokens
     # Accepted and not used (metadata.user_id is for Anthropic's abuse detection).
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[Annotated[str, Meta(max_length=64)], Any], Meta(max_length=16)] | None = None
     output_config: OutputConfig | None = None
     service_tier: str | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: StopList | None = None
     stream: bool = False
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None

@@ -18,7 +18,16 @@ from radis_mlx.generation.types import (
     ToolCall,
     ToolDefinition,
 )
-from radis_mlx.schemas.common import MaxTokens, SamplingFields, Temperature, TopP, TtlSeconds
+from radis_mlx.schemas.common import (
+    MAX_TOOLS,
+    MaxTokens,
+    Metadata,
+    SamplingFields,
+    Temperature,
+    TopP,
+    TtlSeconds,
+    User,
+)
 
 
 class InputText(Struct, tag_field="type", tag="input_text"):
@@ -122,7 +131,7 @@ class ResponseCreateRequest(Struct, kw_only=True):
     instructions: str | None = None
     max_output_tokens: MaxTokens | None = None
     # Accepted and kept on the response; nothing else is done with them.
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
     reasoning: dict[str, Any] | None = None
@@ -132,11 +141,11 @@ class ResponseCreateRequest(Struct, kw_only=True):
     temperature: Temperature | None = None
     text: TextConfig | None = None
     tool_choice: ToolChoiceOption = "auto"
-    tools: list[FunctionTool] = msgspec.field(default_factory=list)
+    tools: Annotated[list[FunctionTool], Meta(max_length=MAX_TOOLS)] = msgspec.field(default_factory=list)
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: TopP | None = None
     truncation: Literal["auto", "disabled"] = "disabled"
-    user: str | None = None
+    user: User | None = None
     # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
     ttl: TtlSeconds | None = None
 

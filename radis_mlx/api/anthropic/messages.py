@@ -16,7 +16,7 @@ from litestar.response import Stream
 
 from radis_mlx.api.body import decode_body
 from radis_mlx.api.errors import ANTHROPIC_PREFIX, error_body, stream_failure
-from radis_mlx.api.run import open_stream, run_collected
+from radis_mlx.api.run import converted, open_stream, run_collected
 from radis_mlx.api.sse import named_event, sse_response
 from radis_mlx.errors import EngineError
 from radis_mlx.generation.types import GenerationChunk, ToolCall
@@ -48,7 +48,9 @@ MESSAGES_PATH = ANTHROPIC_PREFIX
 )
 async def create_message(request: Request, pool: NamedDependency[ModelPool]) -> Message | Stream:
     body = decode_body(await request.body(), MessageCreateRequest)
-    generation = body.to_generation(pool.get(body.model).entry.defaults)
+    defaults = pool.get(body.model).entry.defaults
+    compiles = bool(body.tools) or body.output_config is not None
+    generation = await converted(lambda: body.to_generation(defaults), compiles=compiles)
     if body.stream:
         stack, _, first = await open_stream(pool, body.model, body.ttl, generation)
         events = _stream_events(stack, first, body.model)
@@ -77,7 +79,7 @@ async def count_message_tokens(request: Request, pool: NamedDependency[ModelPool
     body = decode_body(await request.body(), MessageCountTokensRequest)
     pool.get(body.model)
     # Engines expose no tokenizer call; a one-token generation reports the templated prompt's length.
-    generation = body.generation(max_tokens=1)
+    generation = await converted(lambda: body.generation(max_tokens=1), compiles=bool(body.tools))
     (outcome,) = await run_collected(pool, body.model, None, [generation])
     return MessageTokensCount(outcome.prompt_tokens)
 

@@ -37,7 +37,9 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
     generations = [g for p in prompts for g in choice_requests(body.to_generation(p, defaults), body.n)]
     stack = AsyncExitStack()
     try:
-        engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
+        # A stream runs its generations one after another; otherwise they all run at once.
+        at_once = 1 if body.stream else len(generations)
+        engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl, generations=at_once))
         if body.suffix:
             # Whether the model can fill in the middle is known only now; the echo stays the prompt.
             generations = [

@@ -19,7 +19,7 @@ from litestar.response import Stream
 from radis_mlx.api.body import decode_body
 from radis_mlx.api.errors import stream_failure
 from radis_mlx.api.openai.response_store import ResponseStore, Stored
-from radis_mlx.api.run import open_stream, run_collected
+from radis_mlx.api.run import converted, open_stream, run_collected
 from radis_mlx.api.sse import named_event, sse_response
 from radis_mlx.errors import EngineError, InvalidRequestError, NotFoundError
 from radis_mlx.generation.runner import Outcome
@@ -53,7 +53,9 @@ async def create_response(
 ) -> Response | Stream:
     body = decode_body(await request.body(), ResponseCreateRequest)
     history = _history(responses, body.previous_response_id)
-    generation = body.to_generation(history, pool.get(body.model).entry.defaults)
+    defaults = pool.get(body.model).entry.defaults
+    compiles = bool(body.tools) or body.text is not None
+    generation = await converted(lambda: body.to_generation(history, defaults), compiles=compiles)
     draft = Response(
         id=f"resp_{uuid.uuid4().hex}",
         created_at=unix_time(),
