@@ -72,7 +72,8 @@ def _bind(host: str, port: int) -> socket.socket:
                 f"choose another with --port"
             ) from None
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
+    # Not inheritable: engine children (spawned by uvloop, which closes only non-inheritable fds) must
+    # not hold the server's listening socket.
     return sock
 
 

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import httpx
 import openai
+import psutil
 import pytest
 from openai import OpenAI
 
 from tests.support.server import STARTER_SOURCE, RunningServer
 
-CONFIG = f'[models.smollm2-mlx]\nsource = "{STARTER_SOURCE}"\nengine = "mlx"\ncontext_length = 2048\n'
+CONFIG = f"""
+[models.smollm2-mlx]
+source = "{STARTER_SOURCE}"
+engine = "mlx"
+context_length = 2048
+
+[models.smollm2-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 512
+"""
+# A proxy that answers nothing: nothing the server sends to its children on loopback may go through it.
+DEAD_PROXY = {
+    name: "http://127.0.0.1:9"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+} | {"NO_PROXY": "", "no_proxy": ""}
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +35,7 @@ def locked(tmp_path_factory, smollm_gguf):
         CONFIG,
         workdir,
         extra_args=("--api-key", "key-one", "--cors", "http://app.example"),
-        env={"RADIS_API_KEY": "key-two,key-three"},
+        env={"RADIS_API_KEY": "key-two,key-three", **DEAD_PROXY},
     ).wait_ready()
     yield server
     assert server.stop() == 0, server.log_tail()
@@ -93,3 +109,44 @@ def test_cors_only_for_the_configured_origin(locked, server):
     # The default server (no --cors) sends no CORS headers at all.
     default = httpx.get(f"{server.url}/models", headers={"origin": "http://app.example"})
     assert "access-control-allow-origin" not in default.headers
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports a process listens on (a llama.cpp child: its HTTP port)."""
+    return [
+        c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN
+    ]
+
+
+def test_the_llamacpp_child_is_no_side_door(server, client):
+    """Whoever finds the child's port (in `ps`, or by scanning) gets nothing but /health from it."""
+    client.chat.completions.create(
+        model="smollm2-llamacpp", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    )
+    loaded = httpx.get(f"{server.base}/api/v0/models/loaded").json()["data"]
+    details = next(m for m in loaded if m["id"] == "smollm2-llamacpp")["details"]
+    assert (
+        "port" not in details
+        and "port" not in client.models.retrieve("smollm2-llamacpp").model_extra["details"]
+    )
+    (port,) = listening_ports(int(details["pid"]))  # its own, and not the server's
+    child = f"http://127.0.0.1:{port}"
+    body = {"prompt": "hi", "n_predict": 2, "messages": [{"role": "user", "content": "hi"}], "content": "hi"}
+    for path in ("/completion", "/v1/completions", "/v1/chat/completions", "/apply-template", "/tokenize"):
+        assert httpx.post(child + path, json=body, timeout=30).status_code == 401, path
+    for path in ("/slots", "/props", "/v1/models", "/metrics"):
+        assert httpx.get(child + path, timeout=30).status_code in (401, 404, 501), path
+    assert httpx.get(child + "/health", timeout=30).status_code == 200
+    # No browser origin may read it either.
+    preflight = {"origin": "http://evil.example", "access-control-request-method": "POST"}
+    answer = httpx.options(child + "/completion", headers=preflight, timeout=30)
+    assert answer.headers.get("access-control-allow-origin") in (None, "")
+
+
+def test_a_dead_proxy_in_the_environment_does_not_break_loading(locked):
+    """The locked server runs with HTTP_PROXY and friends pointing at a port nobody answers on."""
+    with OpenAI(base_url=locked.url, api_key="key-one", max_retries=0, timeout=120) as good:
+        reply = good.chat.completions.create(
+            model="smollm2-llamacpp", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+    assert reply.choices[0].message.content is not None and reply.usage is not None

@@ -31,6 +31,7 @@ from radis_mlx.engines.llamacpp.protocol import (
     constraint_body,
     sampling_body,
 )
+from radis_mlx.engines.llamacpp.server import API_KEY_ENV
 from radis_mlx.errors import (
     ModelLoadError,
 )
@@ -82,7 +83,7 @@ class LlamaCppEngine(ChildEngine):
         self.settings = settings
         self.embedding = embedding
         self.info = EngineInfo(name="llamacpp", context_length=context_length or 0)
-        super().__init__(f"llama.cpp[{model_id}]")
+        super().__init__(f"llama.cpp[{model_id}]", connections=settings.parallel)
         self._vocab = 0
         self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
 
@@ -105,12 +106,13 @@ class LlamaCppEngine(ChildEngine):
         return [*argv, "--exec", binary] if binary else argv
 
     async def start(self) -> None:
-        await self.child.start(self.child_argv, timeout=self.settings.start_timeout)
-        # No pool limits: every parallel slot of the child may be streaming at once.
-        self._client = httpx.AsyncClient(
-            base_url=self.child.base_url,
-            timeout=httpx.Timeout(30.0, read=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        # llama-server reads its API key from LLAMA_API_KEY (the wheel's child passes it on too).
+        await self.child.start(self.child_argv, timeout=self.settings.start_timeout, secret_env=API_KEY_ENV)
+        # Calls besides the streams (templates, embeddings): as many at once as the child has slots.
+        slots = self.settings.parallel
+        self._client = self._new_client(
+            timeout=httpx.Timeout(30.0, read=None, pool=None),
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
         )
         try:
             response = await self._client.get("/v1/models")
@@ -123,7 +125,7 @@ class LlamaCppEngine(ChildEngine):
         configured = self.info.context_length or meta.n_ctx
         self.info.context_length = min(configured, meta.n_ctx, meta.n_ctx_train)
         self.info.size_bytes = meta.size or self.path.stat().st_size
-        self.info.details = {"format": "gguf", "pid": str(self.child.pid), "port": str(self.child.port)}
+        self.info.details = {"format": "gguf", "pid": str(self.child.pid)}  # no port: only we talk to it
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         if not self.embedding:
@@ -172,7 +174,7 @@ class LlamaCppEngine(ChildEngine):
         finish: str | None = None
         checked = False
         try:
-            async with await self._post_stream(path, msgspec.json.encode(body)) as response:
+            async with self._post_stream(path, msgspec.json.encode(body)) as response:
                 if response.status != 200:
                     raise child_error(response.status, await response.read(), param)
                 async for line in response.lines():
