@@ -6,6 +6,7 @@ The mapping to LM Studio's and Ollama's endpoints is in docs/COMPATIBILITY.md.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -156,6 +157,7 @@ async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[PullEvent] = asyncio.Queue()
     last = 0.0
+    cancel = threading.Event()  # set when the client leaves: the download stops
 
     def progress(done: int, total: int | None) -> None:  # called on the download thread
         nonlocal last
@@ -166,7 +168,9 @@ async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
     yield sse(PullEvent(status="pulling", model=name))
-    task = asyncio.ensure_future(pool.catalog.pull(name, progress))
+    task = asyncio.ensure_future(pool.catalog.pull(name, progress, cancel))
+    # Its outcome is read below, or nobody's once the client has gone.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     try:
         while not task.done():
             getter = asyncio.ensure_future(events.get())
@@ -181,4 +185,7 @@ async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
         yield sse(PullEvent(status="success", model=model_id, path=str(path)))
     except Exception as exc:
         yield sse_error(exc)
+    finally:
+        if not task.done():
+            cancel.set()
     yield SSE_DONE

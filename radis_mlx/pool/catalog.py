@@ -7,6 +7,7 @@ changes a slot's state.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from radis_mlx.config import Config
@@ -73,10 +74,15 @@ class Catalog:
         path = self.path_of(slot)
         return file_facts(path) if path is not None else None
 
-    async def pull(self, name: str, progress: Progress | None = None) -> tuple[str, Path]:
-        """Download a model id's source, or a source string, into the caches; (model id, path)."""
+    async def pull(
+        self, name: str, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> tuple[str, Path]:
+        """Download a model id's source, or a source string, into the caches; (model id, path).
+
+        Setting `cancel` stops the download (its client left); loads of other models go on meanwhile.
+        """
         slot, source = self.pull_source(name)
-        path = await asyncio.to_thread(self.store.materialize, source, progress)
+        path = await asyncio.to_thread(self.store.materialize, source, progress, cancel)
         self.refresh()
         if slot is not None:
             return slot.model_id, path
