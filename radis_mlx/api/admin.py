@@ -88,7 +88,7 @@ def _rounded(value: float | None) -> float | None:
 
 @get("/api/v0/models", summary="List every servable model (LM Studio shape)", tags=TAGS)
 async def list_models(pool: NamedDependency[ModelPool]) -> ModelInfoList:
-    pool.refresh()
+    await pool.refresh_listing()
     return ModelInfoList(data=[model_info(pool, slot) for slot in pool.slots()])
 
 

@@ -2,20 +2,39 @@
 
 Each has one PoolSlot (state.py) holding its runtime state; the pool (pool.py) is the only code that
 changes a slot's state.
+
+The disk scan (discovery, and each model's file facts) runs in a worker thread for listings, at most
+every SCAN_SECONDS (the dashboard polls every 2 s), and at once after a pull or a delete; between
+scans listings answer from what the last one found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from radis_mlx.config import Config
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
 from radis_mlx.pool.budget import FileFacts, file_facts
-from radis_mlx.pool.discovery import discover, hf_cache_dir
+from radis_mlx.pool.discovery import Discovered, discover, hf_cache_dir
 from radis_mlx.pool.state import ModelState, PoolSlot
 from radis_mlx.store.sources import ModelStore, Progress, is_remote_source, parse_source
+
+log = logging.getLogger(__name__)
+
+SCAN_SECONDS = 5.0  # a listing rescans the disk at most this often
+
+
+@dataclass
+class Scan:
+    """What one look at the disk found: discovered models (None: discovery is off) and file facts."""
+
+    found: dict[str, Discovered] | None
+    facts: dict[str, FileFacts | None]
 
 
 class Catalog:
@@ -27,6 +46,9 @@ class Catalog:
         self._discover = discover
         self._slots = {model_id: PoolSlot(model_id, entry) for model_id, entry in config.models.items()}
         self._aliases = {a: m for m, e in config.models.items() for a in e.aliases if a not in self._slots}
+        self._facts: dict[str, FileFacts | None] = {}
+        self._scanned = float("-inf")
+        self._scanning: asyncio.Future[None] | None = None
         self.refresh()
 
     def slots(self) -> list[PoolSlot]:
@@ -41,22 +63,61 @@ class Catalog:
         return slot
 
     def refresh(self) -> None:
-        """Add models that appeared on disk; drop discovered ones whose files are gone (unless loaded)."""
-        if not self._discover:
+        """Scan the disk now (blocking): add models that appeared, drop discovered ones whose files are
+        gone (unless loaded), re-read file facts."""
+        self._apply(self._scan(self.slots()))
+
+    async def refresh_listing(self) -> None:
+        """Bring a listing up to date: a scan in a worker thread if the last is over SCAN_SECONDS old."""
+        if self._scanning is None:
+            if time.monotonic() - self._scanned < SCAN_SECONDS:
+                return
+            self._scanning = asyncio.ensure_future(self._rescan())
+        await asyncio.shield(self._scanning)
+
+    async def rescan(self) -> None:
+        """Scan now, in a worker thread (after a pull or a delete)."""
+        if self._scanning is not None:
+            await asyncio.shield(self._scanning)
+        self._scanned = float("-inf")
+        await self.refresh_listing()
+
+    async def _rescan(self) -> None:
+        try:
+            self._apply(await asyncio.to_thread(self._scan, self.slots()))
+        except Exception:  # an unreadable folder: the listing keeps what the last scan found
+            log.exception("scanning for models failed")
+            self._scanned = time.monotonic()
+        finally:
+            self._scanning = None
+
+    def _scan(self, slots: list[PoolSlot]) -> Scan:
+        """Discovery and file facts: file-system reads only, safe in a worker thread."""
+        found: dict[str, Discovered] | None = None
+        if self._discover:
+            pool = self.config.pool
+            hub = hf_cache_dir() if pool.discover_hf_cache else None
+            dirs = [Path(self.config.base_dir) / Path(d).expanduser() for d in pool.model_dirs]
+            configured = {self._configured_path(e.source) for e in self.config.models.values()}
+            found = {
+                d.model_id: d
+                for d in discover(dirs, self.config.cache_dir, hub)
+                if d.path.resolve() not in configured  # one model file is served under one id
+            }
+        facts = {slot.model_id: self._read_facts(slot) for slot in slots}
+        for item in (found or {}).values():
+            facts.setdefault(item.model_id, file_facts(item.path))
+        return Scan(found, facts)
+
+    def _apply(self, scan: Scan) -> None:
+        self._facts = scan.facts
+        self._scanned = time.monotonic()
+        if scan.found is None:
             return
-        pool = self.config.pool
-        hub = hf_cache_dir() if pool.discover_hf_cache else None
-        dirs = [Path(self.config.base_dir) / Path(d).expanduser() for d in pool.model_dirs]
-        configured = {self._configured_path(e.source) for e in self.config.models.values()}
-        found = {
-            d.model_id: d
-            for d in discover(dirs, self.config.cache_dir, hub)
-            if d.path.resolve() not in configured  # one model file is served under one id
-        }
         for model_id, slot in list(self._slots.items()):
-            if slot.discovered and model_id not in found and slot.state is ModelState.NOT_LOADED:
+            if slot.discovered and model_id not in scan.found and slot.state is ModelState.NOT_LOADED:
                 del self._slots[model_id]
-        for model_id, item in found.items():
+        for model_id, item in scan.found.items():
             if model_id not in self._slots and model_id not in self._aliases:
                 self._slots[model_id] = PoolSlot(model_id, item.entry, origin=item.origin, discovered=item)
 
@@ -70,7 +131,13 @@ class Catalog:
             return None
 
     def facts(self, slot: PoolSlot) -> FileFacts | None:
-        """Format, architecture, quantization and size from the files (None before a download)."""
+        """Format, architecture, quantization and size from the files (None before a download), as the
+        last scan read them."""
+        if slot.model_id not in self._facts:
+            self._facts[slot.model_id] = self._read_facts(slot)
+        return self._facts[slot.model_id]
+
+    def _read_facts(self, slot: PoolSlot) -> FileFacts | None:
         path = self.path_of(slot)
         return file_facts(path) if path is not None else None
 
@@ -83,7 +150,7 @@ class Catalog:
         """
         slot, source = self.pull_source(name)
         path = await asyncio.to_thread(self.store.materialize, source, progress, cancel)
-        self.refresh()
+        await self.rescan()
         if slot is not None:
             return slot.model_id, path
         found = next((s for s in self.slots() if s.discovered and s.discovered.path == path), None)
@@ -116,7 +183,7 @@ class Catalog:
                 code="model_not_deletable",
             )
         await asyncio.to_thread(self.store.delete, owned, hf_cache_dir())
-        self.refresh()
+        await self.rescan()
         return slot
 
     def owned_path(self, slot: PoolSlot) -> Path | None:

@@ -8,10 +8,15 @@ a folder pulled from PyPI into our cache under its package name.
 from __future__ import annotations
 
 import json
+import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from radis_mlx.config import ModelEntry, ModelKind
+from radis_mlx.store.gguf import gguf_metadata
+
+log = logging.getLogger(__name__)
 
 # Architectures served as embedding models rather than LLMs.
 _EMBEDDING_TYPES = {"bert", "xlm-roberta", "roberta", "nomic_bert", "nomic-bert", "modernbert", "distilbert"}
@@ -45,8 +50,31 @@ def discover(model_dirs: list[Path], cache_dir: Path, hf_cache: Path | None) -> 
     found += _our_cache(cache_dir / "pypi")
     unique: dict[str, Discovered] = {}
     for item in found:
-        unique.setdefault(item.model_id, item)
+        if _readable(item):
+            unique.setdefault(item.model_id, item)
     return list(unique.values())
+
+
+_unreadable: set[tuple[Path, int]] = set()  # logged once per file version
+
+
+def _readable(item: Discovered) -> bool:
+    """Whether a found GGUF file's header reads; a malformed one is left out (and logged), so one bad
+    file never fails a listing."""
+    if item.path.suffix.lower() != ".gguf":
+        return True
+    try:
+        gguf_metadata(item.path)  # cached per file version
+        return True
+    except (OSError, ValueError, struct.error) as exc:
+        try:
+            version = (item.path, item.path.stat().st_mtime_ns)
+        except OSError:
+            version = (item.path, 0)
+        if version not in _unreadable:
+            _unreadable.add(version)
+            log.warning("not listing %s: %s", item.path, exc)
+        return False
 
 
 def _hf_cache(hub: Path) -> list[Discovered]:

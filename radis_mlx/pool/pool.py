@@ -96,8 +96,12 @@ class ModelPool:
         return self.catalog.get(model_id)
 
     def refresh(self) -> None:
-        """Pick up models that appeared on disk (pulls, mlx-lm downloads) and drop deleted ones."""
+        """Pick up models that appeared on disk (pulls, mlx-lm downloads) and drop deleted ones (blocking)."""
         self.catalog.refresh()
+
+    async def refresh_listing(self) -> None:
+        """What a listing calls: the disk rescanned off the event loop, at most every few seconds."""
+        await self.catalog.refresh_listing()
 
     def effective_ttl(self, slot: PoolSlot) -> float | None:
         """Idle seconds before unloading; None: never (pinned, or no TTL configured)."""
