@@ -135,6 +135,11 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # HTTP errors); after that, and whenever output pauses, a `: keep-alive` comment every keepalive_interval.
     stream_grace: Annotated[float, Meta(ge=0)] = 1.5
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
+    # A client that reads nothing of its response for this long is disconnected (its slot freed); the
+    # server, and the kernel (x2 on Linux), each buffer at most send_buffer_kib of a connection's unread
+    # response (the kernel's own autotuning would let it grow to MBs before a send has to wait).
+    send_timeout: Annotated[float, Meta(gt=0)] = 30.0
+    send_buffer_kib: Annotated[int, Meta(ge=4, le=65536)] = 256
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):

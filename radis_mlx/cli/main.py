@@ -58,10 +58,13 @@ def _fetch_all(config: Config) -> None:
             click.echo(f"warning: {model_id} is not available yet: {exc.message}", err=True)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, send_buffer: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by every accepted connection: what a client that stops reading can make the kernel hold
+    # for it (autotuning would let it grow to MBs), so the server's send_timeout notices it sooner.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -127,6 +130,7 @@ def serve(
 ) -> None:
     """Serve the OpenAI API for the models in models.toml."""
     from radis_mlx.api.guard import is_loopback
+    from radis_mlx.api.slow_client import SendTimeoutMiddleware
     from radis_mlx.app import create_app
 
     config = with_overrides(
@@ -149,10 +153,12 @@ def serve(
             bold=True,
             err=True,
         )
-    sock = _bind(settings.host, settings.port)
+    sock = _bind(settings.host, settings.port, settings.send_buffer_kib * 1024)
     if fetch:
         _fetch_all(config)
-    app = create_app(config)
+    # Outside the app: the send timeout needs the server's own send, to abort a stuck connection.
+    buffer = settings.send_buffer_kib * 1024
+    app = SendTimeoutMiddleware(create_app(config), timeout=settings.send_timeout, buffer=buffer)
     click.echo(
         f"radis-mlx serving {len(config.models)} model(s) on http://{settings.host}:{settings.port}/v1",
         err=True,

@@ -104,8 +104,13 @@ def generate_until(
 
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                if (
+                    loop.time() >= deadline
+                ):  # also when chunks are ready: a slow writer keeps no stream past it
+                    raise RequestTimeoutError(f"the request took longer than {timeout:g} s")
                 try:
                     chunk = await _next_before(stream, deadline)
                 except StopAsyncIteration:

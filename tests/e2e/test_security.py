@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import time
+
 import httpx
 import openai
 import psutil
@@ -11,6 +16,10 @@ from openai import OpenAI
 from tests.support.server import STARTER_SOURCE, RunningServer
 
 CONFIG = f"""
+[server]
+send_timeout = 2
+send_buffer_kib = 8
+
 [models.smollm2-mlx]
 source = "{STARTER_SOURCE}"
 engine = "mlx"
@@ -19,7 +28,7 @@ context_length = 2048
 [models.smollm2-llamacpp]
 source = "{STARTER_SOURCE}"
 engine = "llamacpp"
-context_length = 512
+context_length = 2048
 """
 # A proxy that answers nothing: nothing the server sends to its children on loopback may go through it.
 DEAD_PROXY = {
@@ -150,3 +159,56 @@ def test_a_dead_proxy_in_the_environment_does_not_break_loading(locked):
             model="smollm2-llamacpp", messages=[{"role": "user", "content": "hi"}], max_tokens=2
         )
     assert reply.choices[0].message.content is not None and reply.usage is not None
+
+
+def loaded(server: RunningServer, model: str) -> dict:
+    listing = httpx.get(f"{server.base}/api/v0/models/loaded", headers={"x-api-key": "key-one"}).json()
+    return next((m for m in listing["data"] if m["id"] == model), {})
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_frees_its_slot(locked):
+    """A raw socket asks for a long stream and never reads it: after `send_timeout` (2 s here) of no
+    progress the server drops the connection, and the model's slot is free again."""
+    body = json.dumps(
+        {
+            "model": "smollm2-llamacpp",
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "stream": True,
+            "max_tokens": 1500,
+            "logprobs": True,
+            "top_logprobs": 20,  # ~2 KB of SSE per token: the buffers fill within a few hundred tokens
+            "logit_bias": {"0": -100, "2": -100},  # no end of text
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{locked.port}\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer key-one\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", locked.port))
+        reader.sendall(head + body)
+        deadline = time.monotonic() + 120
+        while loaded(locked, "smollm2-llamacpp").get("active_requests") != 1:
+            assert time.monotonic() < deadline, "the stream never started"
+            time.sleep(0.2)
+        started = time.monotonic()
+        while loaded(locked, "smollm2-llamacpp").get("active_requests") != 0:
+            assert time.monotonic() < deadline, "the stuck stream still holds its slot"
+            time.sleep(0.2)
+        freed_after = time.monotonic() - started
+        # The connection was dropped: what was buffered arrives, then the end, never the last event.
+        reader.settimeout(10)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while piece := reader.recv(65536):
+                received += piece
+    assert received.startswith(b"HTTP/1.1 200") and b"data: [DONE]" not in received
+    assert freed_after < 60, freed_after
+    # The model serves the next client at once.
+    with OpenAI(base_url=locked.url, api_key="key-one", max_retries=0, timeout=120) as good:
+        reply = good.chat.completions.create(
+            model="smollm2-llamacpp", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+    assert reply.usage is not None and reply.usage.completion_tokens >= 1
