@@ -27,3 +27,23 @@ def test_pop_removes():
     store.keep(response("a"), [])
     assert store.pop("a") is not None
     assert store.get("a") is None and store.pop("a") is None
+
+
+def test_the_store_is_bounded_by_bytes_too():
+    """1 000 responses of ~1 MB each would be a GB; the byte budget keeps the newest that fit."""
+    store = ResponseStore(limit=1000, max_bytes=10 * 2**20)
+    big = "x" * 2**20
+    for index in range(1000):
+        store.keep(response(f"r{index}"), [ChatMessage("user", big)])
+        assert store.bytes <= store.max_bytes
+    kept = [f"r{index}" for index in range(1000) if store.get(f"r{index}") is not None]
+    assert kept == [f"r{index}" for index in range(991, 1000)]
+    store.pop("r999")
+    assert store.bytes == sum(s.size for s in store._items.values())
+
+
+def test_a_response_bigger_than_the_whole_budget_is_not_kept():
+    store = ResponseStore(max_bytes=1000)
+    store.keep(response("small"), [ChatMessage("user", "hi")])
+    store.keep(response("huge"), [ChatMessage("user", "x" * 5000)])
+    assert store.get("huge") is None and store.get("small") is not None
