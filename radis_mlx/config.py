@@ -68,6 +68,9 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # Completions' `suffix` (fill-in-the-middle): the prompt as text with `{prefix}` and `{suffix}`, e.g.
     # "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"; unset: found from the model's FIM tokens.
     fim_template: Annotated[str, Meta(pattern=_FIM_PLACEHOLDERS)] | None = None
+    # true: special-token text inside chat messages (`<|im_start|>`) becomes control tokens, as it used to;
+    # false (default): it is text, and only the chat template's own markers are control tokens.
+    parse_special: bool = False
     # Embedding entries (kind = "embedding"):
     max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
     max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them

@@ -54,6 +54,7 @@ class Loader:
             # Read from the model's files, so every engine picks the same tool-call format for a model.
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
+            engine.parse_special = entry.parse_special
         try:
             await engine.start()
         except RadisError:

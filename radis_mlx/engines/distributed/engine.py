@@ -183,7 +183,7 @@ class MlxDistributedEngine(ChildEngine):
         return str(response.json()["content"])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        body = msgspec.json.encode((request, self.chat_template))
+        body = msgspec.json.encode((request, self.chat_template, self.parse_special))
         try:
             async with self._post_stream("/generate", body) as response:
                 async for line in response.lines():

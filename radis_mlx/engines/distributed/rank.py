@@ -175,8 +175,10 @@ class ControlHandler(BaseHTTPRequestHandler):
         if self.path != "/generate":
             self._reply({"error": "not found"}, 404)
             return
-        request, template = msgspec.json.decode(body, type=tuple[GenerationRequest, str | None])
-        job = Job(request, template)
+        request, template, parse_special = msgspec.json.decode(
+            body, type=tuple[GenerationRequest, str | None, bool]
+        )
+        job = Job(request, template, parse_special)
         self.jobs.put(job)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")

@@ -8,6 +8,7 @@ JSON it speaks lives in protocol.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from radis_mlx.errors import (
 )
 from radis_mlx.generation.chat_template import template_messages, template_tools
 from radis_mlx.generation.logprobs import LogprobQueue
+from radis_mlx.generation.special_text import escape_specials, has_special_text, split_rendered
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import (
     EmbeddingResult,
@@ -45,6 +47,7 @@ from radis_mlx.generation.types import (
     check_token_ids,
     completion_room,
 )
+from radis_mlx.store.templates import control_tokens
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class LlamaCppEngine(ChildEngine):
         super().__init__(f"llama.cpp[{model_id}]", connections=settings.parallel)
         self._vocab = 0
         self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
+        self._specials: list[str] = []
 
     def child_argv(self, port: int) -> list[str]:
         """The command that starts our child on a port."""
@@ -106,6 +110,8 @@ class LlamaCppEngine(ChildEngine):
         return [*argv, "--exec", binary] if binary else argv
 
     async def start(self) -> None:
+        # Text that llama.cpp would turn into control tokens: kept as text in messages (special_text.py).
+        self._specials = [] if self.parse_special else await asyncio.to_thread(control_tokens, self.path)
         # llama-server reads its API key from LLAMA_API_KEY (the wheel's child passes it on too).
         await self.child.start(self.child_argv, timeout=self.settings.start_timeout, secret_env=API_KEY_ENV)
         # Calls besides the streams (templates, embeddings): as many at once as the child has slots.
@@ -151,11 +157,13 @@ class LlamaCppEngine(ChildEngine):
             "return_progress": True,
         }
         body.update(cache_prompt=self.settings.cache_prompt, n_predict=request.max_tokens or -1)
-        if request.messages is not None and (request.tools or request.assistant_prefix):
+        special_text = request.messages is not None and has_special_text(request.messages, self._specials)
+        if request.messages is not None and (request.tools or request.assistant_prefix or special_text):
             # The child's template renders the tools, but calls are ours to constrain and parse (its chat
-            # endpoint would parse them its own way): the rendered prompt goes to /completion.
+            # endpoint would parse them its own way): the rendered prompt goes to /completion. So do
+            # messages holding special-token text, which its chat endpoint would make control tokens.
             path, parse, param = "/completion", completion_event, "messages"
-            body["prompt"] = await self._render(request) + request.assistant_prefix
+            body["prompt"] = await self._chat_prompt(request)
         elif request.messages is not None:
             # One request: the child templates the messages itself (its /apply-template costs a round trip).
             path, parse, param = "/v1/chat/completions", chat_event, "messages"
@@ -208,11 +216,24 @@ class LlamaCppEngine(ChildEngine):
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)
 
-    async def _render(self, request: GenerationRequest) -> str:
-        """The prompt the child's chat template makes of messages and tools."""
-        body = {"messages": template_messages(request.messages or [], object_arguments=False)}
+    async def _chat_prompt(self, request: GenerationRequest) -> str | list[str | int]:
+        """The prompt the child's chat template makes of messages and tools, as /completion takes it:
+        text, or text and token ids where messages hold special-token text (ids of it as text)."""
+        messages, literals = escape_specials(request.messages or [], self._specials)
+        body = {"messages": template_messages(messages, object_arguments=False)}
         body["tools"] = template_tools(request.tools or [])
-        return str((await self._post("/apply-template", body, "messages"))["prompt"])
+        rendered = str((await self._post("/apply-template", body, "messages"))["prompt"])
+        pieces = split_rendered(rendered + request.assistant_prefix, literals)
+        if len(pieces) == 1:
+            return pieces[0][0]
+        prompt: list[str | int] = []
+        for text, as_text in pieces:
+            if as_text:
+                tokenized = {"content": text, "add_special": False, "parse_special": False}
+                prompt += (await self._post("/tokenize", tokenized, "messages"))["tokens"]
+            else:
+                prompt.append(text)  # the template's own text: its markers are control tokens
+        return prompt
 
     def _check_token_ids(self, tokens: list[int], param: str) -> None:
         check_token_ids(tokens, self._vocab, param)

@@ -124,7 +124,7 @@ class MlxLlmEngine(ThreadedEngine):
         """Validate and join the batch; the scheduler streams the chunks and finishes the emitter."""
         if self._scheduler is None:
             raise EngineUnavailableError("the model is not loaded")
-        prompt = prompt_tokens(self._tokenizer, request, self.chat_template)
+        prompt = prompt_tokens(self._tokenizer, request, self.chat_template, self.parse_special)
         max_tokens = completion_room(
             self.info.context_length, len(prompt), request.max_tokens, prompt_param(request)
         )

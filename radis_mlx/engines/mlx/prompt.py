@@ -14,12 +14,24 @@ from jinja2 import TemplateError
 
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.chat_template import template_messages, template_tools
+from radis_mlx.generation.special_text import escape_specials, split_rendered
 from radis_mlx.generation.types import GenerationRequest, check_token_ids
 
 
-def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
-    """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
-    messages = template_messages(request.messages or [], object_arguments=True)
+def special_texts(tokenizer: Any) -> list[str]:
+    """The text of every special (control) token of a transformers tokenizer."""
+    return [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
+
+
+def render_tokens(
+    tokenizer: Any, request: GenerationRequest, template: str | None, parse_special: bool = False
+) -> list[int]:
+    """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one);
+    special-token text inside the messages is tokenized as text unless `parse_special`."""
+    escaped, literals = escape_specials(
+        request.messages or [], [] if parse_special else special_texts(tokenizer)
+    )
+    messages = template_messages(escaped, object_arguments=True)
     options: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
     if request.tools:
         options["tools"] = template_tools(request.tools)
@@ -32,13 +44,19 @@ def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | No
         raise InvalidRequestError(
             f"the chat template rejected these messages: {exc}", param="messages"
         ) from exc
-    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+    tokens: list[int] = []
+    for piece, as_text in split_rendered(text + request.assistant_prefix, literals):
+        tokens += tokenizer.encode(piece, add_special_tokens=False, split_special_tokens=as_text)
+    return tokens
 
 
-def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
-    """The prompt's tokens: templated messages, an encoded string, or checked token ids."""
+def prompt_tokens(
+    tokenizer: Any, request: GenerationRequest, template: str | None, parse_special: bool = False
+) -> list[int]:
+    """The prompt's tokens: templated messages, an encoded string (the caller's own model input: its
+    special tokens stay special), or checked token ids."""
     if request.messages is not None:
-        return render_tokens(tokenizer, request, template)
+        return render_tokens(tokenizer, request, template, parse_special)
     if isinstance(request.prompt, str):
         return list(tokenizer.encode(request.prompt))
     tokens = list(request.prompt or [])
