@@ -128,8 +128,8 @@ class ModelStore:
             shutil.rmtree(path)
         else:
             path.unlink()
-        if path.suffix == ".gguf":  # MLX conversions of this file
-            for converted in (self.cache_dir / "gguf-mlx").glob(f"{glob_escape(path.stem)}-*"):
+        if path.suffix == ".gguf":  # MLX conversions of this file (and of no other)
+            for converted in conversions_of(path, self.cache_dir / "gguf-mlx"):
                 shutil.rmtree(converted, ignore_errors=True)
         log.info("deleted %s", path)
 
@@ -254,5 +254,18 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
+def conversions_of(gguf: Path, folder: Path) -> list[Path]:
+    """The MLX conversions of one GGUF file: `{stem}-{16 hex digits}` folders whose source.txt names it
+    (gguf_to_mlx writes it); ones made before it was written go by the name alone."""
+    name = re.compile(re.escape(gguf.stem) + r"-[0-9a-f]{16}")
+    found = []
+    for converted in folder.glob("*") if folder.is_dir() else ():
+        if not name.fullmatch(converted.name):
+            continue
+        try:
+            source = (converted / "source.txt").read_text().strip()
+        except OSError:
+            source = None  # an older conversion: the name is all there is
+        if source is None or os.path.realpath(source) == os.path.realpath(gguf):
+            found.append(converted)
+    return found

@@ -220,3 +220,24 @@ def test_a_cancelled_pip_download_is_killed(tmp_path):
         [sys.executable, "-c", "import time; time.sleep(30)"], lambda *a: None, tmp_path, cancel
     )
     assert code != 0 and time.monotonic() - started < 5
+
+
+def test_rm_deletes_this_gguf_s_conversions_and_no_other_file_s(tmp_path):
+    """`model.gguf`'s conversions are `model-<16 hex>`; `model-q4-<hex>` belongs to model-q4.gguf, and a
+    conversion whose source.txt names another model.gguf (same stem, other folder) is that file's."""
+    cache = tmp_path / "cache"
+    model = cache / "pypi" / "pkg" / "pkg" / "model.gguf"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"GGUF")
+    converted = cache / "gguf-mlx"
+    ours_old = converted / "model-0123456789abcdef"  # made before conversions recorded their source
+    ours_new = converted / "model-fedcba9876543210"
+    other_stem = converted / "model-q4-0123456789abcdef"
+    other_file = converted / "model-00112233445566aa"
+    for folder in (ours_old, ours_new, other_stem, other_file):
+        folder.mkdir(parents=True)
+    (ours_new / "source.txt").write_text(str(model))
+    (other_file / "source.txt").write_text(str(tmp_path / "elsewhere" / "model.gguf"))
+    ModelStore(cache).delete(model, tmp_path / "hub")
+    assert not model.exists() and not ours_old.exists() and not ours_new.exists()
+    assert other_stem.is_dir() and other_file.is_dir()
