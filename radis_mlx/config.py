@@ -127,6 +127,9 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     cache_dir: str | None = None
     # Empty: no key needed. Otherwise every /v1 route needs one of these (also from $RADIS_API_KEY).
     api_keys: list[str] = msgspec.field(default_factory=list)
+    # A file of keys (one a line, # comments), relative to this file's folder: keys out of models.toml
+    # and out of the command line (which `ps` shows to every user); also --api-key-file.
+    api_key_file: str | None = None
     # Origins allowed by CORS; empty keeps CORS off. ["*"] allows any origin.
     cors_origins: list[str] = msgspec.field(default_factory=list)
     # Host names accepted besides localhost while bound to loopback (DNS-rebinding guard).
@@ -228,6 +231,22 @@ def env_api_keys() -> list[str]:
     return split_keys([os.environ.get(ENV_API_KEY, "")])
 
 
+def read_key_file(path: Path) -> list[str]:
+    """The API keys in a key file: one a line (or comma-separated), blank lines and # comments skipped."""
+    try:
+        lines = path.expanduser().read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from exc
+    return split_keys([line for line in lines if not line.lstrip().startswith("#")])
+
+
+def file_api_keys(config: Config, extra_file: Path | None = None) -> list[str]:
+    """The keys of [server] api_key_file (relative to models.toml's folder) and of `extra_file`."""
+    configured = config.server.api_key_file
+    files = [Path(config.base_dir) / Path(configured).expanduser() if configured else None, extra_file]
+    return [key for file in files if file is not None for key in read_key_file(file)]
+
+
 def with_overrides(
     config: Config,
     *,
@@ -235,16 +254,21 @@ def with_overrides(
     port: int | None = None,
     log_level: str | None = None,
     api_keys: list[str] | tuple[str, ...] = (),
+    api_key_file: Path | None = None,
     cors_origins: list[str] | tuple[str, ...] = (),
     allowed_hosts: list[str] | tuple[str, ...] = (),
 ) -> Config:
-    """The config with the command line's options and the environment's settings merged in."""
+    """The config with the command line's options and the environment's settings merged in.
+
+    Raises ConfigError when a key file cannot be read.
+    """
+    keys = [*config.server.api_keys, *file_api_keys(config, api_key_file)]
     settings = msgspec.structs.replace(
         config.server,
         host=host or config.server.host,
         port=config.server.port if port is None else port,
         log_level=log_level or config.server.log_level,
-        api_keys=[*config.server.api_keys, *split_keys(list(api_keys)), *env_api_keys()],
+        api_keys=[*keys, *split_keys(list(api_keys)), *env_api_keys()],
         cors_origins=[*config.server.cors_origins, *cors_origins],
         allowed_hosts=[*config.server.allowed_hosts, *allowed_hosts],
     )

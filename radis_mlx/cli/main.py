@@ -38,7 +38,7 @@ from radis_mlx.cli.terminal import (
     server_client,
     table,
 )
-from radis_mlx.config import Config, with_overrides
+from radis_mlx.config import Config, ConfigError, with_overrides
 from radis_mlx.errors import RadisError
 from radis_mlx.pool.budget import format_bytes
 from radis_mlx.store import ModelStore
@@ -114,7 +114,14 @@ def main() -> None:
     "--api-key",
     "api_keys",
     multiple=True,
-    help="Require this key (repeatable; $RADIS_API_KEY may hold several, comma-separated).",
+    help="Require this key (repeatable). Visible to every user in `ps`: prefer --api-key-file or "
+    "$RADIS_API_KEY (several, comma-separated).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Require the keys in this file (one a line; also [server] api_key_file).",
 )
 @click.option("--cors", "cors_origins", multiple=True, help="Allow this browser origin (repeatable, or '*').")
 @click.option("--allow-host", "allowed_hosts", multiple=True, help="Accept this Host name besides localhost.")
@@ -125,6 +132,7 @@ def serve(
     log_level: str | None,
     fetch: bool,
     api_keys: tuple[str, ...],
+    api_key_file: Path | None,
     cors_origins: tuple[str, ...],
     allowed_hosts: tuple[str, ...],
 ) -> None:
@@ -133,22 +141,33 @@ def serve(
     from radis_mlx.api.slow_client import SendTimeoutMiddleware
     from radis_mlx.app import create_app
 
-    config = with_overrides(
-        config_or_usage(config_path),
-        host=host,
-        port=port,
-        log_level=log_level,
-        api_keys=api_keys,
-        cors_origins=cors_origins,
-        allowed_hosts=allowed_hosts,
-    )
+    try:
+        config = with_overrides(
+            config_or_usage(config_path),
+            host=host,
+            port=port,
+            log_level=log_level,
+            api_keys=api_keys,
+            api_key_file=api_key_file,
+            cors_origins=cors_origins,
+            allowed_hosts=allowed_hosts,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if api_keys:
+        click.secho(
+            "warning: --api-key shows the key to every user of this machine (`ps`); "
+            "use --api-key-file or RADIS_API_KEY instead.",
+            fg="yellow",
+            err=True,
+        )
     settings = config.server
     level = settings.log_level
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not is_loopback(settings.host) and not settings.api_keys:
         click.secho(
             f"WARNING: listening on {settings.host} without an API key: anyone who can reach this machine "
-            "can use your models. Pass --api-key or set RADIS_API_KEY.",
+            "can use your models. Pass --api-key-file or set RADIS_API_KEY.",
             fg="red",
             bold=True,
             err=True,

@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from radis_mlx.cli.client import ServerClient
-from radis_mlx.config import ENV_CONFIG, Config, ConfigError, config_path, env_api_keys, load_config
+from radis_mlx.config import (
+    ENV_CONFIG,
+    Config,
+    ConfigError,
+    config_path,
+    env_api_keys,
+    file_api_keys,
+    load_config,
+)
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -50,9 +58,14 @@ def server_url(config: Config, url: str | None) -> str:
 
 
 def server_client(config_path: Path | None, url: str | None, timeout: float = 30) -> ServerClient:
-    """A client for the running server, with the first key of $RADIS_API_KEY."""
-    key = next(iter(env_api_keys()), None)
-    return ServerClient(server_url(optional_config(config_path), url), key, timeout)
+    """A client for the running server, with the first key of $RADIS_API_KEY, else of models.toml's
+    keys (its api_keys, then its api_key_file)."""
+    config = optional_config(config_path)
+    try:
+        keys = [*env_api_keys(), *config.server.api_keys, *file_api_keys(config)]
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return ServerClient(server_url(config, url), next(iter(keys), None), timeout)
 
 
 def console(stderr: bool = False) -> Console:

@@ -40,10 +40,18 @@ DEAD_PROXY = {
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory, smollm_gguf):
     workdir = tmp_path_factory.mktemp("locked")
+    (workdir / "keys.txt").write_text("# keys kept out of argv\nclé-quatre\n")
     server = RunningServer(
         CONFIG,
         workdir,
-        extra_args=("--api-key", "key-one", "--cors", "http://app.example"),
+        extra_args=(
+            "--api-key",
+            "key-one",
+            "--api-key-file",
+            str(workdir / "keys.txt"),
+            "--cors",
+            "http://app.example",
+        ),
         env={"RADIS_API_KEY": "key-two,key-three", **DEAD_PROXY},
     ).wait_ready()
     yield server
@@ -212,3 +220,12 @@ def test_a_client_that_stops_reading_is_disconnected_and_frees_its_slot(locked):
             model="smollm2-llamacpp", messages=[{"role": "user", "content": "hi"}], max_tokens=2
         )
     assert reply.usage is not None and reply.usage.completion_tokens >= 1
+
+
+def test_a_key_file_keeps_the_key_out_of_ps_and_non_ascii_keys_match(locked):
+    assert "clé-quatre" not in " ".join(psutil.Process(locked.process.pid).cmdline())
+    models = f"{locked.url}/models"
+    assert httpx.get(models, headers={"x-api-key": "clé-quatre".encode()}).status_code == 200
+    assert httpx.get(models, headers={"authorization": "Bearer clé-quatre".encode()}).status_code == 200
+    assert httpx.get(models, headers={"x-api-key": "cle-quatre"}).status_code == 401
+    assert "--api-key shows the key to every user" in locked.log_tail(400)

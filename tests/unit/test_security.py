@@ -56,3 +56,16 @@ async def test_a_non_ascii_key_matches_what_clients_send_as_utf8():
     assert await _status(guard, [(b"x-api-key", "clé-secrète".encode())]) == 200
     assert await _status(guard, [(b"x-api-key", "clé-secrète".encode("latin-1"))]) == 401
     assert await _status(guard, [(b"x-api-key", b"cle-secrete")]) == 401
+
+
+def test_keys_come_from_a_key_file_the_config_names_and_the_command_line(tmp_path, monkeypatch):
+    from radis_mlx.config import Config, ConfigError, ServerSettings, with_overrides
+
+    monkeypatch.delenv("RADIS_API_KEY", raising=False)
+    (tmp_path / "keys").write_text("# ours\nk1\n\n  k2 , k3\n")
+    (tmp_path / "more").write_text("k4\n")
+    config = Config(server=ServerSettings(api_key_file="keys"), base_dir=str(tmp_path))
+    merged = with_overrides(config, api_keys=("k5",), api_key_file=tmp_path / "more")
+    assert merged.server.api_keys == ["k1", "k2", "k3", "k4", "k5"]
+    with pytest.raises(ConfigError, match="cannot read the API key file"):
+        with_overrides(config, api_key_file=tmp_path / "missing")
