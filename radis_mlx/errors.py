@@ -16,8 +16,9 @@ RadisError                      status  type
     └── QueueTimeoutError         503   server_error (code queue_timeout; Retry-After)
 
 api/errors.py renders any of these in the wire family of the route (OpenAI's
-`{"error": {"message", "type", "param", "code"}}`, Anthropic's `{"type": "error", "error": {...}}`;
-schemas/errors.py holds both shapes), with the error's `headers` (Retry-After on backpressure).
+`{"error": {"message", "type", "param", "code"}}`, Anthropic's `{"type": "error", "error": {...}}`,
+Ollama's `{"error": "..."}`; schemas/errors.py holds the shapes), with the error's `headers`
+(Retry-After on backpressure).
 """
 
 from __future__ import annotations
@@ -50,15 +51,20 @@ class InvalidRequestError(RadisError):
 
 class ContextLengthExceeded(InvalidRequestError):
     code = "context_length_exceeded"
+    # The window and the prompt's tokens, when known (Anthropic's wording needs them: api/errors.py).
+    context: int | None = None
+    prompt: int | None = None
 
     @classmethod
     def of(cls, context: int, prompt: int, completion: int, param: str) -> ContextLengthExceeded:
         """OpenAI's wording: the window, then what the request asked for, split by part."""
-        return cls(
+        error = cls(
             f"This model's maximum context length is {context} tokens. However, you requested "
             f"{prompt + completion} tokens ({prompt} in the {param}, {completion} in the completion).",
             param=param,
         )
+        error.context, error.prompt = context, prompt
+        return error
 
 
 class RequestTimeoutError(RadisError):
@@ -83,6 +89,7 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist", param="model")
+        self.model = model  # Ollama's wording names it: model 'x' not found
 
 
 class ModelLoadError(RadisError):

@@ -5,7 +5,8 @@
 # <swiftbar.hideRunInTerminal>true</swiftbar.hideRunInTerminal>
 """The radis-mlx menu-bar plugin for SwiftBar or xbar (the file name's `5s` refreshes it every 5 seconds).
 
-Run with no arguments it prints the menu; the menu's actions run it again with one:
+Run with no arguments it prints the menu (models to load grouped by where they come from: models.toml,
+the Hugging Face cache, LM Studio, Ollama...); the menu's actions run it again with one:
 `start`, `stop`, `load MODEL`, `unload MODEL`, `copy TEXT`. Standard library only: it runs with the
 system python3. Settings come from the environment:
   RADIS_MLX_URL      the server (default http://127.0.0.1:1234; RADIS_MLX_PORT changes just the port)
@@ -29,6 +30,15 @@ from typing import Any
 
 LABEL = "dev.radis-mlx"
 TIMEOUT = 2.0
+# Where a model comes from (/api/v0/models `origin`), as the menu names it.
+SOURCES = {
+    "config": "models.toml",
+    "hf-cache": "Hugging Face cache",
+    "model-dir": "Model folders",
+    "cache": "radis-mlx cache",
+    "lmstudio": "LM Studio",
+    "ollama": "Ollama",
+}
 SELF = str(Path(__file__).resolve())
 
 
@@ -114,13 +124,20 @@ def running_menu(url: str, metrics: dict[str, Any], loaded: list[Any], models: l
         "---",
         "Loaded models" if loaded else "No model loaded",
     ]
+    origins = {m["id"]: m.get("origin", "config") for m in models}
     for model in loaded:
-        lines.append(f"{model['id']}  {format_bytes(model['size_bytes'])} ({model['engine']})")
+        origin = origins.get(model["id"], "config")
+        source = "" if origin == "config" else f", {source_name(origin)}"
+        lines.append(f"{model['id']}  {format_bytes(model['size_bytes'])} ({model['engine']}{source})")
         lines.append("--" + action("Unload", "unload", model["id"]))
-    idle = [m["id"] for m in models if m["state"] == "not-loaded"]
+    idle = [m for m in models if m["state"] == "not-loaded"]
     if idle:
         lines.append("Load a model")
-        lines += ["--" + action(model_id, "load", model_id) for model_id in idle]
+        for origin in dict.fromkeys(m.get("origin", "config") for m in idle):  # sources in list order
+            lines.append(f"--{source_name(origin)} | size=11 color=gray")
+            lines += [
+                "--" + action(m["id"], "load", m["id"]) for m in idle if m.get("origin", "config") == origin
+            ]
     lines += [
         "---",
         action(f"Copy base URL  {url}/v1", "copy", f"{url}/v1", refresh=False),
@@ -130,6 +147,10 @@ def running_menu(url: str, metrics: dict[str, Any], loaded: list[Any], models: l
         "Refresh | refresh=true",
     ]
     return lines
+
+
+def source_name(origin: str) -> str:
+    return SOURCES.get(origin, origin)
 
 
 def launch_agent() -> Path:

@@ -73,10 +73,11 @@ def run_mlx(args: argparse.Namespace, workdir: Path) -> list[Row]:
     """radis-mlx on the MLX engine against mlx_lm.server, then the raw engine alone."""
     from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
     from radis_mlx.store import ModelStore
+    from radis_mlx.store.gguf import is_gguf
 
     cache = Config().cache_dir
     path = ModelStore(cache).materialize(args.model)
-    model_dir = convert_gguf(path, cache) if path.suffix.lower() == ".gguf" else path
+    model_dir = convert_gguf(path, cache) if is_gguf(path) else path
     config = f'[models.bench]\nsource = "{args.model}"\nengine = "mlx"\ncontext_length = 4096\n'
     server = RunningServer(config, workdir, extra_args=("--log-level", "warning"))
     anchor = MlxLmServer(model_dir, workdir)

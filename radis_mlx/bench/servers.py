@@ -25,11 +25,20 @@ def free_port() -> int:
 class Process:
     """A server child process with a log file, a health URL, and terminate → wait → kill."""
 
-    def __init__(self, cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        *,
+        unset: tuple[str, ...] = (),
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
+        environ = {k: v for k, v in os.environ.items() if k not in unset}
         self.process = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**environ, **(env or {})}, cwd=cwd
         )
 
     def wait_healthy(self, url: str, timeout: float) -> None:

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from radis_mlx.cli.client import ServerDown, unknown_model
+from radis_mlx.cli.config_command import config_command
 from radis_mlx.cli.remote import chat, ps, status
 from radis_mlx.cli.service_commands import service_group
 from radis_mlx.cli.terminal import (
@@ -33,12 +34,13 @@ from radis_mlx.cli.terminal import (
     URL_OPTION,
     config_or_usage,
     console,
+    file_api_keys,
     optional_config,
     print_json,
     server_client,
     table,
 )
-from radis_mlx.config import Config, ConfigError, with_overrides
+from radis_mlx.config import Config, with_overrides
 from radis_mlx.errors import RadisError
 from radis_mlx.pool.budget import format_bytes
 from radis_mlx.store import ModelStore
@@ -106,7 +108,8 @@ def main() -> None:
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="models.toml to serve (default ./models.toml or $RADIS_MLX_CONFIG).",
+    help="models.toml to serve (default: $RADIS_MLX_CONFIG, ./models.toml, else the user config "
+    "~/.config/radis-mlx/models.toml, created from the starter models on first run).",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--fetch/--no-fetch", default=True, help="Download configured models before serving.")
@@ -141,19 +144,18 @@ def serve(
     from radis_mlx.api.slow_client import SendTimeoutMiddleware
     from radis_mlx.app import create_app
 
-    try:
-        config = with_overrides(
-            config_or_usage(config_path),
-            host=host,
-            port=port,
-            log_level=log_level,
-            api_keys=api_keys,
-            api_key_file=api_key_file,
-            cors_origins=cors_origins,
-            allowed_hosts=allowed_hosts,
-        )
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    loaded, chosen, created = config_or_usage(config_path, create=True)
+    made = ", created now from the starter models" if created else ""
+    click.echo(f"radis-mlx: config {chosen.path.absolute()} ({chosen.reason}{made})", err=True)
+    config = with_overrides(
+        loaded,
+        host=host,
+        port=port,
+        log_level=log_level,
+        api_keys=[*api_keys, *file_api_keys(loaded, api_key_file)],
+        cors_origins=cors_origins,
+        allowed_hosts=allowed_hosts,
+    )
     if api_keys:
         click.secho(
             "warning: --api-key shows the key to every user of this machine (`ps`); "
@@ -298,7 +300,7 @@ def bench(args: tuple[str, ...]) -> None:
     sys.exit(run_bench(list(args)))
 
 
-for command in (ps, status, chat, service_group):
+for command in (ps, status, chat, config_command, service_group):
     main.add_command(command)
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import click
 
 from radis_mlx.cli import service
-from radis_mlx.config import DEFAULT_CONFIG_NAME
-from radis_mlx.config import config_path as find_config
+from radis_mlx.cli.terminal import config_or_usage
 
 
 def _manager() -> service.ServiceManager:
@@ -35,14 +34,12 @@ def service_group() -> None:
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="models.toml to serve (default ./models.toml or $RADIS_MLX_CONFIG).",
+    help="models.toml to serve (default: $RADIS_MLX_CONFIG, ./models.toml, else the user config).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the service file and the commands; change nothing.")
 def install(host: str, port: int, config_path: Path | None, dry_run: bool) -> None:
     """Install and start the service (re-running it replaces the previous one)."""
-    config = (find_config(config_path) or Path(DEFAULT_CONFIG_NAME)).resolve()
-    if not config.exists():
-        raise click.UsageError(f"no {config}; pass --config PATH (the service needs a models.toml)")
+    config = config_or_usage(config_path, create=not dry_run)[1].path.resolve()
     manager = _manager()
     program = service.serve_program(host, port, config)
     spec = service.ServiceSpec(

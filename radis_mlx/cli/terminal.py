@@ -15,10 +15,10 @@ from radis_mlx.config import (
     ENV_CONFIG,
     Config,
     ConfigError,
-    config_path,
+    ConfigPath,
     env_api_keys,
-    file_api_keys,
-    load_config,
+    read_config,
+    split_keys,
 )
 
 CONFIG_OPTION = click.option(
@@ -26,7 +26,7 @@ CONFIG_OPTION = click.option(
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="models.toml (default ./models.toml or $RADIS_MLX_CONFIG; optional here).",
+    help="models.toml (default: $RADIS_MLX_CONFIG, ./models.toml, else ~/.config/radis-mlx/models.toml).",
 )
 URL_OPTION = click.option(
     "--url", default=None, help="The running server (default: host and port of the config)."
@@ -34,21 +34,20 @@ URL_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
-def config_or_usage(path: Path | None) -> Config:
-    """The config at path, $RADIS_MLX_CONFIG or ./models.toml; a usage error when there is none."""
-    found = config_path(path)
-    if found is None or not found.exists():
-        where = found or "models.toml"
-        raise click.UsageError(f"no {where} here; pass --config PATH or set {ENV_CONFIG}")
+def config_or_usage(path: Path | None, *, create: bool = False) -> tuple[Config, ConfigPath, bool]:
+    """The config config.py chooses, where it is, and whether it was created now; a usage error if unreadable.
+
+    `create` writes the user config from the starter when it is the one chosen and missing (serve).
+    """
     try:
-        return load_config(found)
+        return read_config(path, create=create)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"{exc}; pass --config PATH or set {ENV_CONFIG}") from None
 
 
 def optional_config(path: Path | None) -> Config:
-    """As config_or_usage, but the defaults when no models.toml is around."""
-    return Config() if config_path(path) is None else config_or_usage(path)
+    """The config for commands that only read it (a missing user config reads as the starter)."""
+    return config_or_usage(path)[0]
 
 
 def server_url(config: Config, url: str | None) -> str:
@@ -57,14 +56,25 @@ def server_url(config: Config, url: str | None) -> str:
     return (url or f"http://{host}:{config.server.port}").rstrip("/")
 
 
+def file_api_keys(config: Config, extra_file: Path | None = None) -> list[str]:
+    """The keys in [server] api_key_file (relative to models.toml) and in `extra_file` (--api-key-file):
+    one a line (or comma-separated), # comments skipped; an unreadable file is a usage error."""
+    named = config.server.api_key_file
+    keys = []
+    for file in [Path(config.base_dir) / Path(named).expanduser() if named else None, extra_file]:
+        try:
+            lines = file.expanduser().read_text().splitlines() if file is not None else []
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the API key file {file}: {exc.strerror}") from None
+        keys += split_keys([line for line in lines if not line.lstrip().startswith("#")])
+    return keys
+
+
 def server_client(config_path: Path | None, url: str | None, timeout: float = 30) -> ServerClient:
     """A client for the running server, with the first key of $RADIS_API_KEY, else of models.toml's
     keys (its api_keys, then its api_key_file)."""
     config = optional_config(config_path)
-    try:
-        keys = [*env_api_keys(), *config.server.api_keys, *file_api_keys(config)]
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    keys = [*env_api_keys(), *config.server.api_keys, *file_api_keys(config)]
     return ServerClient(server_url(config, url), next(iter(keys), None), timeout)
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest
+from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest, ReasoningFormat
 
 
 @dataclass
@@ -29,15 +29,17 @@ class Engine(abc.ABC):
 
     info: EngineInfo
     # The Jinja chat template messages are rendered with (the entry's override or the model's own; set by
-    # create_engine). engines/tools.py reads the tool-call format from it, the same for every engine.
+    # the pool's loader). generation/tools.py reads the tool-call format from it, the same for every engine.
     chat_template: str | None = None
     # The fill-in-the-middle template (`{prefix}`/`{suffix}`) completions' `suffix` uses; None: no FIM.
-    # Set by create_engine from the entry or the model's vocabulary (engines/fim.py).
+    # Set by the loader from the entry or the model's vocabulary (store/templates.py).
     fim_template: str | None = None
     # Special-token text inside messages becomes control tokens (models.toml `parse_special`; set by the
     # loader). Off: it is tokenized as text, only the template's own markers are special
     # (generation/special_text.py).
     parse_special: bool = False
+    # How the model marks its reasoning (generation/reasoning.py); None: no reasoning. Set by the loader.
+    reasoning: ReasoningFormat | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:

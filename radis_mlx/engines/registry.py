@@ -8,6 +8,7 @@ from pathlib import Path
 from radis_mlx.config import Config, ModelEntry
 from radis_mlx.engines.base import Engine
 from radis_mlx.errors import UnsupportedModelError
+from radis_mlx.store.gguf import is_gguf
 
 
 def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
@@ -16,7 +17,7 @@ def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
         return "mlx-distributed", "distributed = {...} in models.toml"
     if entry.engine != "auto":
         return entry.engine, "engine set in models.toml"
-    if path.suffix.lower() != ".gguf":
+    if not is_gguf(path):
         return "mlx", "engine = auto and the source is MLX-format"
     if entry.kind != "llm":
         return "mlx", "engine = auto and radis-mlx runs embedding models on MLX only"
@@ -59,6 +60,8 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             context_length=entry.context_length,
             cache_dir=config.cache_dir,
             prompt_cache_bytes=config.prompt_cache_bytes(entry),
+            prompt_cache_disk_bytes=config.prompt_cache_disk_bytes(entry),
+            kv_dir=config.kv_dir,
         )
     if entry.kind == "embedding" and name == "mlx":
         from radis_mlx.engines.mlx.embed import MlxEmbedEngine
@@ -71,7 +74,7 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             truncate=entry.truncate,
         )
     if entry.kind == "llm" and name == "llamacpp":
-        if path.suffix.lower() != ".gguf":
+        if not is_gguf(path):
             raise UnsupportedModelError(f"llama.cpp serves GGUF files; {path.name} is not one", param="model")
         from radis_mlx.engines.llamacpp.engine import LlamaCppEngine
 

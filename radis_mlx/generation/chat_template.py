@@ -36,6 +36,9 @@ def template_messages(messages: list[ChatMessage], *, object_arguments: bool) ->
             ]
         if message.tool_call_id is not None:
             item["tool_call_id"] = message.tool_call_id
+        if message.reasoning is not None:
+            # The key Qwen3, GLM, MiniMax, Kimi and DeepSeek templates read (gpt-oss's `thinking` too).
+            item["reasoning_content"] = item["thinking"] = message.reasoning
         rendered.append(item)
     return rendered
 

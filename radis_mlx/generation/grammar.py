@@ -1,11 +1,11 @@
 """Constrained decoding with llguidance (the grammar engine llama.cpp uses).
 
-Engine-neutral: a JSON schema becomes an llguidance grammar, and a schema feature llguidance
-cannot enforce is a 400 naming it. MLX applies the grammar as a logits processor
-(engines/mlx/grammar_mask.py); llama.cpp (xllamacpp is built with llguidance) gets the same
-constraint as lark text.
+Engine-neutral: a JSON schema (or a custom tool's Lark or regex grammar) becomes an llguidance
+grammar, and a schema feature llguidance cannot enforce is a 400 naming it. MLX applies the grammar as
+a logits processor (engines/mlx/grammar_mask.py); llama.cpp (xllamacpp is built with llguidance) gets
+the same constraint as lark text.
 
-Output stays finite: an integer or number the schema leaves unbounded gets at most 16 digits before
+Output stays finite: an integer or number a JSON schema leaves unbounded gets at most 16 digits before
 the point (as llama.cpp's own schema converter allows) and 10 after it (llguidance's `multipleOf`
 goes no finer), so a small model cannot write `"population": 1111…` until max_tokens cuts the JSON.
 Strings follow `maxLength` where the schema has one.
@@ -89,3 +89,34 @@ def schema_lark(schema: dict[str, Any]) -> str:
 
 def schema_error(detail: str, param: str = "response_format") -> InvalidRequestError:
     return InvalidRequestError(f"{param}: this JSON schema cannot be enforced: {detail}", param=param)
+
+
+def lark_text(definition: str, syntax: str, param: str) -> str:
+    """A grammar given as Lark (llguidance's dialect) or a regex, as Lark text; invalid → 400 naming param."""
+    from llguidance import LLMatcher, regex_to_lark
+
+    lark = definition if syntax == "lark" else "start: /" + regex_to_lark(definition) + "/"
+    try:
+        is_error, messages = LLMatcher.validate_grammar_with_warnings(LLMatcher.grammar_from_lark(lark))
+    except ValueError as exc:
+        is_error, messages = True, [str(exc)]
+    if is_error:
+        detail = messages[0].splitlines()[0] if messages else "invalid grammar"
+        raise InvalidRequestError(f"{param}: this {syntax} grammar is invalid: {detail}", param=param)
+    return lark
+
+
+def constraint_grammar(json_schema: dict[str, Any] | None, lark: str | None) -> str | None:
+    """The llguidance grammar a generation must match: its JSON schema's, or its Lark text's."""
+    from llguidance import LLMatcher
+
+    if json_schema is not None:
+        return schema_grammar(json_schema)
+    return LLMatcher.grammar_from_lark(lark) if lark is not None else None
+
+
+def constraint_lark(json_schema: dict[str, Any] | None, lark: str | None) -> str | None:
+    """The same constraint as lark text for a llama.cpp built with llguidance (`%llguidance` header)."""
+    if json_schema is not None:
+        return schema_lark(json_schema)
+    return "%llguidance {}\n" + lark if lark is not None else None

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from radis_mlx.errors import EngineError, RequestTimeoutError
+from radis_mlx.generation.reasoning_stage import with_reasoning
 from radis_mlx.generation.tools import with_tools
 from radis_mlx.generation.types import (
     GenerationChunk,
@@ -37,6 +38,8 @@ class Outcome:
     logprobs: list[TokenLogprob] | None = None
     cached_tokens: int = 0  # of prompt_tokens, reused from the prompt cache
     tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str = ""  # kept apart from `text` (reasoning models)
+    reasoning_tokens: int = 0  # of completion_tokens
 
 
 def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationRequest]:
@@ -53,17 +56,21 @@ def choice_requests(generation: GenerationRequest, n: int) -> list[GenerationReq
 async def collect(stream: AsyncIterator[GenerationChunk]) -> Outcome:
     """Run a generation to its end."""
     pieces: list[str] = []
+    thoughts: list[str] = []
     logprobs: list[TokenLogprob] | None = None
     calls: list[ToolCall] = []
     async for chunk in stream:
         pieces.append(chunk.text)
+        thoughts.append(chunk.reasoning)
         calls += chunk.tool_calls or []
         if chunk.logprobs is not None:
             logprobs = (logprobs or []) + chunk.logprobs
         if chunk.finish_reason is not None:
             text = "".join(pieces)
             counts = chunk.prompt_tokens, chunk.completion_tokens
-            return Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
+            outcome = Outcome(text, chunk.finish_reason, *counts, logprobs, chunk.cached_tokens, calls)
+            outcome.reasoning, outcome.reasoning_tokens = "".join(thoughts), chunk.reasoning_tokens
+            return outcome
     raise EngineError("the engine ended the generation without a finish reason")
 
 
@@ -101,15 +108,19 @@ def generate_until(
     `on_finish` gets each finished generation's completion tokens (the server's counters).
     """
     deadline = asyncio.get_running_loop().time() + timeout
+    fmt = engine.reasoning
+    # The engine's text, its reasoning kept apart (the model's format, budgets), then tool calls parsed
+    # from the answer only.
+    reasoned = with_reasoning(engine.generate, fmt, engine.chat_template)
+    harmony = fmt is not None and fmt.harmony
 
     async def bounded(request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        stream = with_tools(engine, request)  # engine.generate, plus tool calling when tools are offered
+        stream = with_tools(reasoned, engine.chat_template, request, calls_parsed=harmony)
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if (
-                    loop.time() >= deadline
-                ):  # also when chunks are ready: a slow writer keeps no stream past it
+                # Also when chunks are ready: a slow writer keeps no stream past the deadline.
+                if loop.time() >= deadline:
                     raise RequestTimeoutError(f"the request took longer than {timeout:g} s")
                 try:
                     chunk = await _next_before(stream, deadline)

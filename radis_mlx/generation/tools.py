@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +28,7 @@ from radis_mlx.generation.chat_template import template_tools
 from radis_mlx.generation.grammar import schema_grammar
 from radis_mlx.generation.tool_output import (
     ToolFormat,
+    custom_call,
     generic_calls,
     loads,
     new_call,
@@ -39,9 +40,10 @@ from radis_mlx.generation.types import (
     FunctionChoice,
     GenerationChunk,
     GenerationRequest,
-    TextGenerator,
     ToolDefinition,
 )
+
+Generate = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
 
 # mlx-lm's families whose call is `{"name": ..., "arguments": {...}}` JSON between the markers.
 _JSON_BODIES = {"json_tools"}
@@ -90,39 +92,59 @@ def check_tools(request: GenerationRequest, parameters_param: str = "tools[{}].f
         raise InvalidRequestError("response_format cannot be combined with tools", param="response_format")
 
 
-def with_tools(engine: TextGenerator, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-    """engine.generate, with the request's tools offered in the model's format and its calls parsed.
+def with_tools(
+    generate: Generate, template: str | None, request: GenerationRequest, *, calls_parsed: bool = False
+) -> AsyncIterator[GenerationChunk]:
+    """`generate`, with the request's tools offered in the model's format and its calls parsed.
 
+    `template` is the model's chat template (it decides the format); `calls_parsed`: the stream's calls
+    are parsed already (gpt-oss's harmony, by the reasoning stage), so the tools only need offering.
     The request's tools were checked (check_tools) when it was converted, once for all its choices.
     """
     history = any(m.tool_calls or m.role == "tool" for m in request.messages or [])
     if request.messages is None or not (request.tools or history):
-        return engine.generate(request)
-    native = native_format(engine.chat_template)
+        return generate(request)
+    if calls_parsed:
+        offered = request.tools if request.tool_choice != "none" else None
+        return generate(dataclasses.replace(request, tools=offered))
+    native = native_format(template)
     offered = request.tools if request.tool_choice != "none" else None
     if native is None:
         messages = _generic_history(request.messages)
         if not offered:
-            return engine.generate(dataclasses.replace(request, messages=messages, tools=None))
+            return generate(dataclasses.replace(request, messages=messages, tools=None))
+        forced = _forced_custom(offered, request.tool_choice)
+        if forced is not None:  # the reply is the tool's input, in its grammar
+            messages = _with_system(messages, generic_instructions(offered, request.tool_choice))
+            prepared = dataclasses.replace(request, messages=messages, tools=None, grammar=forced.grammar)
+            return custom_call(generate(prepared), forced, request)
         schema = generic_schema(offered, request.tool_choice, request.parallel_tool_calls)
         messages = _with_system(messages, generic_instructions(offered, request.tool_choice))
         prepared = dataclasses.replace(request, messages=messages, tools=None, json_schema=schema)
-        return parse_json(engine.generate(prepared), generic_calls, request)
+        return parse_json(generate(prepared), generic_calls, request, call_depth=3)
     if not offered:
-        return engine.generate(dataclasses.replace(request, tools=None))
+        return generate(dataclasses.replace(request, tools=None))
+    forced = _forced_custom(offered, request.tool_choice)
+    if forced is not None:
+        return custom_call(generate(dataclasses.replace(request, grammar=forced.grammar)), forced, request)
     if request.tool_choice == "auto":
-        return parse_native(engine.generate(request), native, request)
+        return parse_native(generate(request), native, request, json_body=native.family in _JSON_BODIES)
     chosen = _chosen(offered, request.tool_choice)
     if native.family in _JSON_BODIES:
         # The reply starts inside a call: only the JSON body is generated, constrained.
         schema = {"anyOf": [call_schema(t) for t in chosen]} if len(chosen) > 1 else call_schema(chosen[0])
         prepared = dataclasses.replace(request, json_schema=schema, assistant_prefix=native.start + "\n")
-        return parse_json(engine.generate(prepared), lambda body: ([new_call(body)], ""), request)
+        return parse_json(generate(prepared), lambda body: ([new_call(body)], ""), request, call_depth=1)
     # A family whose call syntax is no JSON: the generic constraint, over the model's native prompt.
     schema = generic_schema(chosen, request.tool_choice, request.parallel_tool_calls)
-    return parse_json(
-        engine.generate(dataclasses.replace(request, json_schema=schema)), generic_calls, request
-    )
+    prepared = dataclasses.replace(request, json_schema=schema)
+    return parse_json(generate(prepared), generic_calls, request, call_depth=3)
+
+
+def _forced_custom(tools: list[ToolDefinition], choice: Any) -> ToolDefinition | None:
+    """The custom tool tool_choice names, when it has a grammar: the whole reply is then its input."""
+    chosen = _chosen(tools, choice) if isinstance(choice, FunctionChoice) else []
+    return chosen[0] if chosen and chosen[0].custom and chosen[0].grammar is not None else None
 
 
 def _chosen(tools: list[ToolDefinition], choice: Any) -> list[ToolDefinition]:

@@ -14,17 +14,18 @@ from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError
 
 
 def completion_room(context_length: int, prompt_tokens: int, max_tokens: int | None, param: str) -> int:
-    """The completion's token budget: max_tokens, or all the room the prompt leaves in the context.
+    """The completion's token budget: max_tokens, clamped to the room the prompt leaves in the context.
 
-    An empty prompt, or one that leaves no room for max_tokens, is a request error (every engine's).
+    As llama-server, Ollama and LM Studio do, a max_tokens beyond the room generates until the context is
+    full (finish reason "length"). An empty prompt, or one that alone fills the context, is a request
+    error (every engine's).
     """
     if prompt_tokens == 0:
         raise InvalidRequestError("the prompt is empty", param="prompt")
     room = context_length - prompt_tokens
-    wanted = room if max_tokens is None else max_tokens
-    if room <= 0 or wanted > room:
-        raise ContextLengthExceeded.of(context_length, prompt_tokens, wanted, param)
-    return wanted
+    if room <= 0:
+        raise ContextLengthExceeded.of(context_length, prompt_tokens, 1, param)
+    return room if max_tokens is None else min(max_tokens, room)
 
 
 def check_token_ids(tokens: list[int], vocab_size: int, param: str) -> None:
@@ -58,6 +59,10 @@ class ToolDefinition:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # A custom (freeform) tool: its input is text, matching this Lark grammar when set (Responses' custom
+    # tools). Offered to models as a function with one string argument, "input".
+    custom: bool = False
+    grammar: str | None = None
 
 
 @dataclass
@@ -89,6 +94,35 @@ class ChatMessage:
     content: str | None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # An assistant turn's reasoning, sent back by the client (the template decides what to keep).
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class ReasoningFormat:
+    """How a model marks its reasoning, and what closes it when the server ends it early."""
+
+    name: str
+    start: str
+    end: str
+    # Written after the reasoning when the server closes it (a budget ran out, or reasoning is off but
+    # the template opened it): the end marker with the spacing the family writes.
+    close: str
+    harmony: bool = False
+    # The model's default reasoning budget in tokens (models.toml reasoning_budget); None: unbounded.
+    budget: int | None = None
+
+
+@dataclass
+class ReasoningOptions:
+    """What a request asks of a reasoning model; None fields leave the model's own default."""
+
+    # none/minimal/low/medium/high/xhigh/max (OpenAI's words); "none" turns reasoning off.
+    effort: str | None = None
+    # An explicit switch (Anthropic `thinking`, chat_template_kwargs.enable_thinking, Ollama `think`).
+    enabled: bool | None = None
+    # At most this many reasoning tokens; past it the server closes the reasoning and the answer follows.
+    budget: int | None = None
 
 
 @dataclass
@@ -103,6 +137,11 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # A JSON schema the output must match (constrained decoding); None: free text.
     json_schema: dict[str, Any] | None = None
+    # Or a grammar in Lark (llguidance's dialect) the answer must match: a custom tool's forced input.
+    grammar: str | None = None
+    # A Lark grammar over everything the model writes, reasoning markup included (the `grammar` request
+    # extension, llama-server's name for it); unlike the two above, it does not close the reasoning first.
+    output_grammar: str | None = None
     # Report each token's logprob with this many alternatives (0..20); None: no logprobs.
     logprobs: int | None = None
     # Tool calling, handled engine-neutrally by generation/tools.py (runner.generate_until runs it):
@@ -110,9 +149,15 @@ class GenerationRequest:
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
-    # Set by generation/tools.py only: text the assistant's reply is made to start with (rendered after the
-    # chat template's generation prompt, not part of the output), e.g. the model's tool-call marker.
+    # Set by the generation layer only: text the assistant's reply is made to start with (rendered after the
+    # chat template's generation prompt, not part of the output), e.g. the model's tool-call marker, or the
+    # reasoning so far and its end marker when a reasoning budget ran out.
     assistant_prefix: str = ""
+    # Reasoning models: what the request asks (the runner maps it onto the template and the output).
+    reasoning: ReasoningOptions = field(default_factory=ReasoningOptions)
+    # Extra variables for the chat template (vLLM's and llama.cpp's chat_template_kwargs), e.g.
+    # enable_thinking; the runner adds the reasoning switches the model's template understands.
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,6 +184,28 @@ class GenerationChunk:
     tool_calls: list[ToolCall] | None = None
     # Prompt tokens whose KV came from the prompt cache (usage.prompt_tokens_details.cached_tokens).
     cached_tokens: int = 0
+    # Generated tokens this chunk covers (engines set it; reasoning budgets and counts are made of it).
+    tokens: int = 0
+    # Reasoning text (kept out of `text`, the answer), separated by generation/reasoning.py.
+    reasoning: str = ""
+    # Calls as they are being written: argument text streamed before the call completes.
+    tool_call_deltas: list[ToolCallDelta] | None = None
+    # On the last chunk: how many of completion_tokens were reasoning.
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a call being written: the first of a call names it, later ones add argument text.
+
+    The call's `tool_calls` entry still comes once, whole, when it completes; its arguments are exactly
+    the concatenated deltas.
+    """
+
+    index: int  # the call's place among this reply's calls
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass
@@ -152,6 +219,7 @@ class TextGenerator(Protocol):
 
     chat_template: str | None
     fim_template: str | None
+    reasoning: ReasoningFormat | None
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radis_mlx.store.gguf import gguf_metadata
+from radis_mlx.store.gguf import gguf_metadata, weight_bytes
 
 GIB = 1024**3
 # Off Apple Silicon the budget is this share of RAM; the rest is left to the OS and other programs.
@@ -64,7 +64,7 @@ def format_bytes(size: int | float) -> str:
 
 
 def estimate(path: Path, context_length: int | None, *, embedding: bool = False) -> Estimate:
-    """Weights + KV cache for a GGUF file or an MLX/safetensors folder."""
+    """Weights + KV cache for a GGUF file (all its shards) or an MLX/safetensors folder."""
     stat = path.stat()
     return _estimate(path, stat.st_size, stat.st_mtime_ns, context_length, embedding)
 
@@ -83,7 +83,7 @@ def _estimate(path: Path, size: int, mtime: int, context: int | None, embedding:
             head_dim,
             context or int(meta.get(f"{arch}.context_length", 0) or 0),
         )
-        return Estimate(size, 0 if embedding else kv_cache_bytes(*shape))
+        return Estimate(weight_bytes(path), 0 if embedding else kv_cache_bytes(*shape))
     weights = sum(p.stat().st_size for p in path.rglob("*.safetensors"))
     config = _config_json(path)
     heads = int(config.get("num_attention_heads", 0) or 0)
@@ -112,7 +112,7 @@ def file_facts(path: Path) -> FileFacts | None:
     try:
         if path.is_file():
             arch = gguf_metadata(path).get("general.architecture")
-            return FileFacts("gguf", str(arch) if arch else None, quantization(path), path.stat().st_size)
+            return FileFacts("gguf", str(arch) if arch else None, quantization(path), weight_bytes(path))
         if not path.is_dir():
             return None
         weights = sum(p.stat().st_size for p in path.rglob("*.safetensors"))

@@ -16,15 +16,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from radis_mlx.config import Config
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
 from radis_mlx.pool.budget import FileFacts, file_facts
-from radis_mlx.pool.discovery import Discovered, discover, hf_cache_dir
+from radis_mlx.pool.discovery import ORIGINS, Discovered, discover, hf_cache_dir
 from radis_mlx.pool.state import ModelState, PoolSlot
+from radis_mlx.store.lmstudio import lmstudio_models_folders
+from radis_mlx.store.metadata import model_metadata
+from radis_mlx.store.ollama import ollama_models_dir
 from radis_mlx.store.sources import ModelStore, Progress, is_remote_source, parse_source
 
 log = logging.getLogger(__name__)
+# Where other apps' models live: `rm` points there instead of deleting.
+_OWNERS = {"lmstudio": "delete it in LM Studio", "ollama": "use `ollama rm {id}`"}
 
 SCAN_SECONDS = 5.0  # a listing rescans the disk at most this often
 
@@ -49,6 +55,7 @@ class Catalog:
         self._facts: dict[str, FileFacts | None] = {}
         self._scanned = float("-inf")
         self._scanning: asyncio.Future[None] | None = None
+        self._found_aliases: dict[str, str] = {}  # discovered models' other names ("llama3.2" for ":latest")
         self.refresh()
 
     def slots(self) -> list[PoolSlot]:
@@ -57,10 +64,14 @@ class Catalog:
 
     def get(self, model_id: str) -> PoolSlot:
         """The slot for a model id or alias; 404 for ids we do not serve."""
-        slot = self._slots.get(model_id) or self._slots.get(self._aliases.get(model_id, ""))
+        slot = self._lookup(model_id)
         if slot is None:
             raise ModelNotFoundError(model_id)
         return slot
+
+    def _lookup(self, name: str) -> PoolSlot | None:
+        alias = self._aliases.get(name) or self._found_aliases.get(name, "")
+        return self._slots.get(name) or self._slots.get(alias)
 
     def refresh(self) -> None:
         """Scan the disk now (blocking): add models that appeared, drop discovered ones whose files are
@@ -96,12 +107,16 @@ class Catalog:
         found: dict[str, Discovered] | None = None
         if self._discover:
             pool = self.config.pool
-            hub = hf_cache_dir() if pool.discover_hf_cache else None
-            dirs = [Path(self.config.base_dir) / Path(d).expanduser() for d in pool.model_dirs]
             configured = {self._configured_path(e.source) for e in self.config.models.values()}
             found = {
                 d.model_id: d
-                for d in discover(dirs, self.config.cache_dir, hub)
+                for d in discover(
+                    self.model_dirs(),
+                    self.config.cache_dir,
+                    hf_cache_dir() if pool.discover_hf_cache else None,
+                    lmstudio=lmstudio_models_folders() if pool.discover_lmstudio else [],
+                    ollama=ollama_models_dir() if pool.discover_ollama else None,
+                )
                 if d.path.resolve() not in configured  # one model file is served under one id
             }
         facts = {slot.model_id: self._read_facts(slot) for slot in slots}
@@ -120,6 +135,19 @@ class Catalog:
         for model_id, item in scan.found.items():
             if model_id not in self._slots and model_id not in self._aliases:
                 self._slots[model_id] = PoolSlot(model_id, item.entry, origin=item.origin, discovered=item)
+                for note in item.notes:
+                    log.info("%s (from %s): %s", model_id, ORIGINS[item.origin], note)
+        self._found_aliases = {
+            alias: slot.model_id
+            for slot in self._slots.values()
+            if slot.discovered is not None
+            for alias in slot.entry.aliases
+            if alias not in self._slots and alias not in self._aliases
+        }
+
+    def model_dirs(self) -> list[Path]:
+        """[pool] model_dirs, relative to the config's folder."""
+        return [Path(self.config.base_dir) / Path(d).expanduser() for d in self.config.pool.model_dirs]
 
     def path_of(self, slot: PoolSlot) -> Path | None:
         """The model's local files, if they need no download."""
@@ -141,6 +169,11 @@ class Catalog:
         path = self.path_of(slot)
         return file_facts(path) if path is not None else None
 
+    def metadata(self, slot: PoolSlot) -> dict[str, Any]:
+        """GGUF-style key/values of the model's files (Ollama's model_info); {} before a download."""
+        path = self.path_of(slot)
+        return model_metadata(path) if path is not None else {}
+
     async def pull(
         self, name: str, progress: Progress | None = None, cancel: threading.Event | None = None
     ) -> tuple[str, Path]:
@@ -158,7 +191,7 @@ class Catalog:
 
     def pull_source(self, name: str) -> tuple[PoolSlot | None, str]:
         """The slot and source a pull of `name` downloads; 404 for neither an id nor a remote source."""
-        slot = self._slots.get(name) or self._slots.get(self._aliases.get(name, ""))
+        slot = self._lookup(name)
         if slot is not None:
             return slot, slot.entry.source
         if not is_remote_source(name):  # never a path: a pull only downloads
@@ -172,6 +205,15 @@ class Catalog:
     async def delete(self, model_id: str) -> PoolSlot:
         """Delete a model's cached files (never while loaded, never files outside the caches)."""
         slot = self.get(model_id)
+        if slot.origin in _OWNERS:  # loaded or not: another app's files are never ours to delete
+            path = slot.discovered.path if slot.discovered else ""
+            how = _OWNERS[slot.origin].format(id=slot.model_id)
+            raise InvalidRequestError(
+                f"'{slot.model_id}' belongs to {ORIGINS[slot.origin]} ({path}): "
+                f"radis-mlx never deletes another app's models; {how}",
+                param="model",
+                code="model_not_deletable",
+            )
         if slot.state is not ModelState.NOT_LOADED:
             raise ConflictError(f"'{slot.model_id}' is {slot.state.value}; unload it first", param="model")
         owned = self.owned_path(slot)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 
-from radis_mlx.config import Config, ModelEntry
+from radis_mlx.config import Config, ModelEntry, ReasoningMarkers
 from radis_mlx.engines.base import Engine
 from radis_mlx.engines.registry import choose_engine, create_engine
 from radis_mlx.errors import ModelLoadError, RadisError
+from radis_mlx.generation.reasoning import detect_reasoning
+from radis_mlx.generation.types import ReasoningFormat
 from radis_mlx.pool import budget
 from radis_mlx.pool.budget import Estimate
 from radis_mlx.store import ModelStore
@@ -55,6 +58,7 @@ class Loader:
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
             engine.parse_special = entry.parse_special
+            engine.reasoning = model_reasoning(entry, engine.chat_template)
         try:
             await engine.start()
         except RadisError:
@@ -62,3 +66,13 @@ class Loader:
         except Exception as exc:
             raise ModelLoadError(f"loading '{model_id}' failed: {type(exc).__name__}: {exc}") from exc
         return engine
+
+
+def model_reasoning(entry: ModelEntry, template: str | None) -> ReasoningFormat | None:
+    """The entry's reasoning format (set, or read from the template) with its default budget."""
+    setting = entry.reasoning
+    if isinstance(setting, ReasoningMarkers):
+        fmt = detect_reasoning(template, "auto", (setting.start, setting.end))
+    else:
+        fmt = detect_reasoning(template, setting)
+    return dataclasses.replace(fmt, budget=entry.reasoning_budget) if fmt is not None else None

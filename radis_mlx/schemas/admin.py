@@ -38,7 +38,7 @@ class ModelInfo(Struct, kw_only=True):
     state: str  # "not-loaded", "loading", "loaded" or "unloading"
     max_context_length: int | None
     engine: str
-    origin: str  # "config", "hf-cache", "model-dir" or "cache"
+    origin: str  # "config", "hf-cache", "model-dir", "cache", "lmstudio" or "ollama"
     size_bytes: int | None
     pinned: bool
     aliases: list[str]
@@ -101,7 +101,7 @@ class PullEvent(Struct, kw_only=True, omit_defaults=True):
 
 
 class ServerMetrics(Struct, kw_only=True):
-    """Counters since the server started (GET /api/v0/metrics); requests are POSTs to /v1/..."""
+    """Counters since the server started (GET /api/v0/metrics); requests: POST /v1/..., Ollama's inference."""
 
     uptime_seconds: float
     requests_served: int

@@ -15,19 +15,26 @@ from radis_mlx.generation.types import (
     ChatMessage,
     FunctionChoice,
     GenerationRequest,
+    ReasoningOptions,
     ToolCall,
     ToolChoice,
     ToolDefinition,
 )
 from radis_mlx.schemas.common import (
     MAX_TOOLS,
+    BudgetTokens,
     ChoiceCount,
     MaxTokens,
     Metadata,
+    ReasoningEffort,
     SamplingFields,
     StreamOptions,
     TtlSeconds,
     User,
+    check_budget,
+    output_grammar,
+    template_switch,
+    with_default_system,
 )
 
 
@@ -78,6 +85,9 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant"):
     name: str | None = None
     refusal: str | None = None
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
+    # Earlier reasoning sent back: DeepSeek's and llama.cpp's name, and vLLM's and Ollama's.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool"):
@@ -163,23 +173,42 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     tools: Annotated[list[ChatCompletionFunctionTool], Meta(max_length=MAX_TOOLS)] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     user: User | None = None
-    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    reasoning_effort: ReasoningEffort | None = None
+    # Extensions: variables for the chat template (vLLM's and llama.cpp's name), e.g. enable_thinking;
+    # a reasoning budget in tokens (llama.cpp's names); the idle TTL (LM Studio).
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_budget_tokens: BudgetTokens | None = None
+    thinking_budget_tokens: BudgetTokens | None = None
     ttl: TtlSeconds | None = None
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request; refuses what we would otherwise silently ignore."""
         if self.top_logprobs is not None and not self.logprobs:
             raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
+        max_tokens = self.max_completion_tokens or self.max_tokens or defaults.max_tokens
+        budget = (
+            self.reasoning_budget_tokens
+            if self.reasoning_budget_tokens is not None
+            else self.thinking_budget_tokens
+        )
+        check_budget(budget, max_tokens, "reasoning_budget_tokens")
+        reasoning = ReasoningOptions(
+            self.reasoning_effort, template_switch(self.chat_template_kwargs, "chat_template_kwargs"), budget
+        )
+        messages = [_to_chat_message(m, i) for i, m in enumerate(self.messages)]
         generation = GenerationRequest(
-            messages=[_to_chat_message(m, i) for i, m in enumerate(self.messages)],
-            max_tokens=self.max_completion_tokens or self.max_tokens or defaults.max_tokens,
-            stop=self.stop_list(),
+            messages=with_default_system(messages, defaults),
+            max_tokens=max_tokens,
+            stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             json_schema=self.response_format.to_schema() if self.response_format else None,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             tools=[t.to_definition() for t in self.tools] if self.tools is not None else None,
             tool_choice=self._tool_choice(),
             parallel_tool_calls=self.parallel_tool_calls is not False,
+            reasoning=reasoning,
+            template_kwargs=dict(self.chat_template_kwargs or {}),
+            output_grammar=output_grammar(self.grammar),
         )
         check_tools(generation)
         return generation
@@ -195,12 +224,14 @@ def _to_chat_message(message: Message, index: int) -> ChatMessage:
     role = "system" if isinstance(message, DeveloperMessage) else type(message).__struct_config__.tag
     if isinstance(message, ToolMessage):
         return ChatMessage("tool", _text(message.content, index), tool_call_id=message.tool_call_id)
-    if isinstance(message, AssistantMessage) and message.tool_calls:
+    if isinstance(message, AssistantMessage):
         calls = [
-            _to_tool_call(c, f"messages[{index}].tool_calls[{i}]") for i, c in enumerate(message.tool_calls)
+            _to_tool_call(c, f"messages[{index}].tool_calls[{i}]")
+            for i, c in enumerate(message.tool_calls or [])
         ]
-        content = _text(message.content, index) if message.content is not None else None
-        return ChatMessage("assistant", content, tool_calls=calls)
+        content = _text(message.content, index) if message.content is not None or not calls else None
+        reasoning = message.reasoning_content if message.reasoning_content is not None else message.reasoning
+        return ChatMessage("assistant", content, tool_calls=calls or None, reasoning=reasoning)
     return ChatMessage(role=str(role), content=_text(message.content, index))
 
 

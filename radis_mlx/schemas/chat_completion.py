@@ -51,14 +51,21 @@ class ChatCompletionMessage(Struct):
     content: str | None
     refusal: str | None = None
     tool_calls: list[ChatCompletionMessageToolCall] | UnsetType = UNSET
+    # A reasoning model's reasoning, under both names in use: DeepSeek's, llama.cpp's and LM Studio's, and
+    # vLLM's, Ollama's and OpenRouter's.
+    reasoning_content: str | UnsetType = UNSET
+    reasoning: str | UnsetType = UNSET
 
     @classmethod
-    def of(cls, text: str, calls: list[ToolCall]) -> ChatCompletionMessage:
-        """The reply: its text (None when it only calls tools) and its calls."""
+    def of(cls, text: str, calls: list[ToolCall], reasoning: str = "") -> ChatCompletionMessage:
+        """The reply: its text (None when it only calls tools), its calls and its reasoning."""
+        thought = reasoning or UNSET
         if not calls:
-            return cls("assistant", text)
+            return cls("assistant", text, reasoning_content=thought, reasoning=thought)
         tool_calls = [ChatCompletionMessageToolCall(c.id, Function(c.name, c.arguments)) for c in calls]
-        return cls("assistant", text or None, tool_calls=tool_calls)
+        return cls(
+            "assistant", text or None, tool_calls=tool_calls, reasoning_content=thought, reasoning=thought
+        )
 
 
 class Choice(Struct):
@@ -94,15 +101,24 @@ class ChoiceDeltaToolCall(Struct):
     @classmethod
     def fragments(cls, index: int, call: ToolCall) -> list[ChoiceDeltaToolCall]:
         """A finished call as the two fragments the SDKs reassemble: its name, then its arguments."""
-        return [
-            cls(index, call.id, "function", ChoiceDeltaToolCallFunction(call.name, "")),
-            cls(index, function=ChoiceDeltaToolCallFunction(arguments=call.arguments)),
-        ]
+        return [cls.opening(index, call.id, call.name), cls.arguments(index, call.arguments)]
+
+    @classmethod
+    def opening(cls, index: int, call_id: str, name: str) -> ChoiceDeltaToolCall:
+        """The fragment that names a call."""
+        return cls(index, call_id, "function", ChoiceDeltaToolCallFunction(name, ""))
+
+    @classmethod
+    def arguments(cls, index: int, text: str) -> ChoiceDeltaToolCall:
+        """A fragment of a call's argument text."""
+        return cls(index, function=ChoiceDeltaToolCallFunction(arguments=text))
 
 
 class ChoiceDelta(Struct):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+    reasoning: str | UnsetType = UNSET
     tool_calls: list[ChoiceDeltaToolCall] | UnsetType = UNSET
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import SamplingParams
+from radis_mlx.generation.grammar import lark_text
+from radis_mlx.generation.types import ChatMessage, SamplingParams
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 TopP = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 MaxTokens = Annotated[int, Meta(ge=1)]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+BudgetTokens = Annotated[int, Meta(ge=0)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
 TtlSeconds = Annotated[int, Meta(ge=1)]
 # Bounds on what a request may list, checked as its body is decoded (a 400 naming the field, before any
@@ -38,16 +41,24 @@ class PromptTokensDetails(Struct):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(Struct):
+    reasoning_tokens: int = 0
+
+
 class CompletionUsage(Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
     @classmethod
-    def of(cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> CompletionUsage:
+    def of(
+        cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+    ) -> CompletionUsage:
         total = prompt_tokens + completion_tokens
-        return cls(prompt_tokens, completion_tokens, total, PromptTokensDetails(cached_tokens))
+        details = CompletionTokensDetails(reasoning_tokens)
+        return cls(prompt_tokens, completion_tokens, total, PromptTokensDetails(cached_tokens), details)
 
 
 class SamplingFields(Struct, kw_only=True):
@@ -64,6 +75,8 @@ class SamplingFields(Struct, kw_only=True):
     top_k: Annotated[int, Meta(ge=-1)] | None = None
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     repetition_penalty: Annotated[float, Meta(gt=0, le=10)] | None = None
+    # Extension (llama-server's field): a grammar over the whole output, in llguidance's Lark dialect.
+    grammar: str | None = None
 
     def to_sampling_params(self, defaults: SamplingDefaults) -> SamplingParams:
         """Request fields over per-model defaults over OpenAI's defaults."""
@@ -79,8 +92,19 @@ class SamplingFields(Struct, kw_only=True):
             logit_bias=_token_bias(self.logit_bias),
         )
 
-    def stop_list(self) -> list[str]:
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+    def stop_list(self, defaults: SamplingDefaults | None = None) -> list[str]:
+        """The request's stop strings, else the model's default ones."""
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if not stop and defaults is not None and defaults.stop:
+            return list(defaults.stop)
+        return stop
+
+
+def with_default_system(messages: list[ChatMessage], defaults: SamplingDefaults) -> list[ChatMessage]:
+    """The model's default system prompt first, when the conversation brings no system message of its own."""
+    if defaults.system and not any(m.role == "system" for m in messages):
+        return [ChatMessage("system", defaults.system), *messages]
+    return messages
 
 
 def split_inputs(
@@ -126,3 +150,24 @@ def unix_time() -> int:
 
 
 encoder = msgspec.json.Encoder()
+
+
+def template_switch(kwargs: dict[str, Any] | None, param: str) -> bool | None:
+    """chat_template_kwargs.enable_thinking, which must be a JSON boolean (as llama.cpp requires)."""
+    value = (kwargs or {}).get("enable_thinking")
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequestError("enable_thinking must be true or false", param=f"{param}.enable_thinking")
+    return value
+
+
+def check_budget(budget: int | None, max_tokens: int | None, param: str) -> None:
+    """A reasoning budget fits in the completion's max tokens."""
+    if budget is not None and max_tokens is not None and budget > max_tokens:
+        raise InvalidRequestError(
+            f"{param} ({budget}) must not exceed max_tokens ({max_tokens})", param=param
+        )
+
+
+def output_grammar(grammar: str | None, param: str = "grammar") -> str | None:
+    """The `grammar` extension checked (Lark, llguidance's dialect); an invalid one is a 400 naming it."""
+    return lark_text(grammar, "lark", param) if grammar is not None else None

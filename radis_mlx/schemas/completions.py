@@ -18,6 +18,7 @@ from radis_mlx.schemas.common import (
     StreamOptions,
     TtlSeconds,
     User,
+    output_grammar,
     split_inputs,
 )
 
@@ -66,9 +67,10 @@ class CompletionRequest(SamplingFields, kw_only=True):
         return GenerationRequest(
             prompt=prompt,
             max_tokens=self.max_tokens or defaults.max_tokens,
-            stop=self.stop_list(),
+            stop=self.stop_list(defaults),
             sampling=self.to_sampling_params(defaults),
             logprobs=self.logprobs,
+            output_grammar=output_grammar(self.grammar),
         )
 
 

@@ -1,11 +1,18 @@
-"""POST /v1/messages (the Anthropic Messages API), named and ordered as in Anthropic's reference."""
+"""POST /v1/messages (the Anthropic Messages API) requests, named and ordered as in Anthropic's reference.
+
+What coding agents send is accepted as they send it (Claude Code: a billing line in the system prompt,
+cache_control everywhere, thinking on every request, system messages between turns, thinking blocks sent
+back): the billing line is dropped before templating (its nonce changes every request and would defeat
+the prompt cache), cache_control is the prompt cache's business anyway, and thinking maps onto the
+model's reasoning.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import Meta, Struct
 
 from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
@@ -15,36 +22,54 @@ from radis_mlx.generation.types import (
     ChatMessage,
     FunctionChoice,
     GenerationRequest,
+    ReasoningOptions,
     ToolCall,
     ToolDefinition,
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
-from radis_mlx.schemas.common import MAX_TOOLS, MaxTokens, SamplingFields, StopList, TtlSeconds
-from radis_mlx.schemas.errors import AnthropicErrorDetail
+from radis_mlx.schemas.common import (
+    MAX_TOOLS,
+    BudgetTokens,
+    MaxTokens,
+    SamplingFields,
+    StopList,
+    TtlSeconds,
+    output_grammar,
+    with_default_system,
+)
+
+# Claude Code's first system block: metadata for Anthropic's own servers, with a per-request nonce.
+BILLING_LINE = "x-anthropic-billing-header:"
+CacheControl = dict[str, Any] | None
 
 
-class TextBlock(Struct, tag_field="type", tag="text"):
+class TextBlock(Struct, tag_field="type", tag="text", omit_defaults=True):
     text: str
+    cache_control: CacheControl = None
 
 
 class ImageBlock(Struct, tag_field="type", tag="image"):
     source: dict[str, Any]
+    cache_control: CacheControl = None
 
 
 class DocumentBlock(Struct, tag_field="type", tag="document"):
     source: dict[str, Any]
+    cache_control: CacheControl = None
 
 
-class ToolUseBlock(Struct, tag_field="type", tag="tool_use"):
+class ToolUseBlock(Struct, tag_field="type", tag="tool_use", omit_defaults=True):
     id: str
     name: str
     input: dict[str, Any]
+    cache_control: CacheControl = None
 
 
 class ToolResultBlock(Struct, tag_field="type", tag="tool_result"):
     tool_use_id: str
     content: str | list[dict[str, Any]] = ""
     is_error: bool = False
+    cache_control: CacheControl = None
 
 
 class ThinkingBlock(Struct, tag_field="type", tag="thinking"):
@@ -52,11 +77,17 @@ class ThinkingBlock(Struct, tag_field="type", tag="thinking"):
     signature: str = ""
 
 
-ContentBlock = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock
+class RedactedThinkingBlock(Struct, tag_field="type", tag="redacted_thinking"):
+    data: str
+
+
+ThinkingBlocks = ThinkingBlock | RedactedThinkingBlock
+ContentBlock = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlocks
 
 
 class MessageParam(Struct):
-    role: Literal["user", "assistant"]
+    # "system": Claude Code puts reminders between turns as system messages.
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
@@ -66,17 +97,33 @@ class JsonOutputFormat(Struct):
 
 
 class OutputConfig(Struct):
-    effort: str | None = None
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     format: JsonOutputFormat | None = None
 
     def json_schema(self) -> dict[str, Any] | None:
-        """The schema the output must match (checked enforceable now); effort has no meaning here."""
-        if self.effort is not None:
-            raise InvalidRequestError("output_config.effort is not supported", param="output_config.effort")
+        """The schema the output must match (checked enforceable now)."""
         if self.format is None:
             return None
         schema_grammar(self.format.schema, param="output_config.format")
         return self.format.schema
+
+
+class ThinkingConfig(Struct, kw_only=True):
+    type: Literal["enabled", "adaptive", "disabled"]
+    budget_tokens: BudgetTokens | None = None
+    display: str | None = None  # "summarized" | "omitted": omitted streams the signature only
+
+    def options(self, effort: str | None, max_tokens: int | None) -> ReasoningOptions:
+        """The model's reasoning switched on (with a budget) or off; effort from output_config."""
+        if self.type == "disabled":
+            return ReasoningOptions(enabled=False)
+        budget = self.budget_tokens if self.type == "enabled" else None
+        if budget is not None and max_tokens is not None and budget > max_tokens:
+            raise InvalidRequestError(
+                f"thinking.budget_tokens ({budget}) must not exceed max_tokens ({max_tokens})",
+                param="thinking.budget_tokens",
+            )
+        return ReasoningOptions(effort=effort, enabled=True, budget=budget)
 
 
 class Tool(Struct, kw_only=True):
@@ -107,29 +154,52 @@ class MessageCountTokensRequest(Struct, kw_only=True):
     model: str
     messages: Annotated[list[MessageParam], Meta(min_length=1)]
     system: str | list[TextBlock] | None = None
-    thinking: dict[str, Any] | None = None
+    thinking: ThinkingConfig | None = None
     tool_choice: ToolChoice | None = None
     tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
+    output_config: OutputConfig | None = None
 
     def chat_messages(self) -> list[ChatMessage]:
         """system, then the turns, as the engine's chat messages; refuses what we would ignore."""
-        if self.thinking and self.thinking.get("type") != "disabled":
-            raise InvalidRequestError("thinking is not supported by this server", param="thinking")
         if self.messages[-1].role == "assistant":
             # Anthropic continues a final assistant turn (prefill); chat templates start a new one.
             raise InvalidRequestError(
                 "a final assistant message (prefill) is not supported",
                 param=f"messages.{len(self.messages) - 1}",
             )
-        system = self.system if isinstance(self.system, str) else "\n".join(b.text for b in self.system or [])
-        turns = [m for i, message in enumerate(self.messages) for m in _turn(message, i)]
-        return [ChatMessage("system", system), *turns] if system else turns
+        system = [system_text(self.system)]
+        turns: list[ChatMessage] = []
+        for index, message in enumerate(self.messages):
+            if message.role == "system" and not turns:  # before the first turn: part of the system prompt
+                system.append(_text(message.content, f"messages.{index}.content"))
+            elif message.role == "system":  # between turns: as the user's (templates want one system message)
+                turns.append(ChatMessage("user", _text(message.content, f"messages.{index}.content")))
+            else:
+                turns += _turn(message, index)
+        prompt = "\n".join(part for part in system if part)
+        return [ChatMessage("system", prompt), *turns] if prompt else turns
+
+    def thinking_blocks(self) -> list[tuple[str, ThinkingBlock]]:
+        """Every thinking block sent back, with the field it is at (its signature must be ours)."""
+        return [
+            (f"messages.{i}.content.{j}", block)
+            for i, message in enumerate(self.messages)
+            if not isinstance(message.content, str)
+            for j, block in enumerate(message.content)
+            if isinstance(block, ThinkingBlock)
+        ]
 
     def generation(self, **fields: Any) -> GenerationRequest:
         """The engine's view of the conversation and its tools (and any further fields)."""
         choice = self.tool_choice
+        effort = self.output_config.effort if self.output_config else None
+        max_tokens = fields.get("max_tokens")
+        reasoning = (
+            self.thinking.options(effort, max_tokens) if self.thinking else ReasoningOptions(effort=effort)
+        )
         generation = GenerationRequest(
             messages=self.chat_messages(),
+            reasoning=reasoning,
             tools=[ToolDefinition(t.name, t.description or "", t.input_schema) for t in self.tools]
             if self.tools is not None
             else None,
@@ -143,34 +213,52 @@ class MessageCountTokensRequest(Struct, kw_only=True):
 
 class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
     max_tokens: MaxTokens
-    # Accepted and not used (metadata.user_id is for Anthropic's abuse detection).
+    # Accepted and not used (metadata.user_id is for Anthropic's abuse detection; context_management edits
+    # Anthropic's server-side context, which the client resends anyway).
     metadata: Annotated[dict[Annotated[str, Meta(max_length=64)], Any], Meta(max_length=16)] | None = None
-    output_config: OutputConfig | None = None
+    context_management: dict[str, Any] | None = None
     service_tier: str | None = None
     stop_sequences: StopList | None = None
     stream: bool = False
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
-    # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    # Extensions: a grammar over the whole output (llguidance's Lark, llama-server's field), and the idle
+    # TTL (LM Studio): seconds this model may stay loaded while idle, from this request on.
+    grammar: str | None = None
     ttl: TtlSeconds | None = None
 
     def to_generation(self, defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request."""
         sampling = SamplingFields(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        return self.generation(
+        generation = self.generation(
             max_tokens=self.max_tokens,
-            stop=list(self.stop_sequences or []),
+            stop=list(self.stop_sequences or defaults.stop or []),
             sampling=sampling.to_sampling_params(defaults),
             json_schema=self.output_config.json_schema() if self.output_config else None,
+            output_grammar=output_grammar(self.grammar),
         )
+        generation.messages = with_default_system(generation.messages or [], defaults)
+        return generation
+
+
+def system_text(system: str | list[TextBlock] | None) -> str:
+    """The system prompt without Claude Code's billing line (a per-request nonce, never an instruction)."""
+    blocks = [system] if isinstance(system, str) else [b.text for b in system or []]
+    kept = [
+        "\n".join(line for line in block.split("\n") if not line.startswith(BILLING_LINE)) for block in blocks
+    ]
+    return "\n".join(block for block in kept if block.strip())
 
 
 def _turn(message: MessageParam, index: int) -> list[ChatMessage]:
-    """One Anthropic turn as chat messages: tool results become tool messages, tool_use blocks calls."""
+    """One Anthropic turn as chat messages: tool results become tool messages, tool_use blocks calls,
+    thinking blocks the assistant turn's reasoning."""
     if isinstance(message.content, str):
         return [ChatMessage(message.role, message.content)]
     param = f"messages.{index}.content"
+    thoughts = [b.thinking for b in message.content if isinstance(b, ThinkingBlock)]
+    reasoning = "\n".join(thoughts) if thoughts else None
     results = [
         ChatMessage("tool", _text(b.content, param), tool_call_id=b.tool_use_id)
         for b in message.content
@@ -181,11 +269,13 @@ def _turn(message: MessageParam, index: int) -> list[ChatMessage]:
         for b in message.content
         if isinstance(b, ToolUseBlock)
     ]
-    rest = [b for b in message.content if not isinstance(b, ToolResultBlock | ToolUseBlock)]
-    text = _text(rest, param)
+    skipped = ToolResultBlock | ToolUseBlock | ThinkingBlocks
+    text = _text([b for b in message.content if not isinstance(b, skipped)], param)
     if calls:
-        return [*results, ChatMessage(message.role, text or None, calls)]
-    return [*results, ChatMessage(message.role, text)] if text or not results else results
+        return [*results, ChatMessage(message.role, text or None, calls, reasoning=reasoning)]
+    if text or not results:
+        return [*results, ChatMessage(message.role, text, reasoning=reasoning)]
+    return results
 
 
 def _text(content: str | list[Any], param: str) -> str:
@@ -203,54 +293,3 @@ def _text(content: str | list[Any], param: str) -> str:
             raise InvalidRequestError(f"content blocks of type '{kind}' are not supported", param=param)
         texts.append(block.text)
     return "\n".join(texts)
-
-
-class Usage(Struct):
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-
-
-class Message(Struct, kw_only=True):
-    id: str
-    type: Literal["message"] = "message"
-    role: Literal["assistant"] = "assistant"
-    content: list[TextBlock | ToolUseBlock]
-    model: str
-    stop_reason: str | None = None
-    stop_sequence: str | None = None
-    usage: Usage
-
-
-class MessageTokensCount(Struct):
-    input_tokens: int
-
-
-# Our finish reasons in Anthropic's words.
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
-
-
-class Delta(Struct, omit_defaults=True):
-    type: str | UnsetType = UNSET
-    text: str | UnsetType = UNSET
-    partial_json: str | UnsetType = UNSET
-    stop_reason: str | UnsetType = UNSET
-    stop_sequence: str | UnsetType | None = UNSET
-
-
-class DeltaUsage(Struct):
-    output_tokens: int
-    input_tokens: int | None = None
-
-
-class StreamEvent(Struct, omit_defaults=True):
-    """One server-sent Messages event: `type` plus the fields of that event type."""
-
-    type: str
-    message: Message | UnsetType = UNSET
-    index: int | UnsetType = UNSET
-    content_block: TextBlock | ToolUseBlock | UnsetType = UNSET
-    delta: Delta | UnsetType = UNSET
-    usage: DeltaUsage | UnsetType = UNSET
-    error: AnthropicErrorDetail | UnsetType = UNSET

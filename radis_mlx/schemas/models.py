@@ -20,6 +20,9 @@ class Model(Struct):
     quantization: str | None = None
     size_bytes: int | None = None
     description: str = ""
+    # Where the model comes from: "config" (models.toml), "hf-cache", "model-dir", "cache" (radis-mlx's
+    # downloads), "lmstudio" or "ollama" (found in those apps' folders, served read-only).
+    origin: str = "config"
     # Engine facts of a loaded model, e.g. a distributed group's strategy, hosts and per-rank bytes.
     details: dict[str, str] | None = None
 

@@ -7,7 +7,22 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from radis_mlx.schemas.responses import FunctionCall, FunctionTool, OutputText, TextConfig, ToolChoiceOption
+from radis_mlx.generation.types import TokenLogprob
+from radis_mlx.schemas.response_items import (
+    CustomToolCall,
+    FunctionCall,
+    OutputText,
+    ReasoningItem,
+    SummaryText,
+)
+from radis_mlx.schemas.responses import (
+    CustomTool,
+    FunctionTool,
+    ReasoningConfig,
+    TextConfig,
+    ToolChoiceOption,
+    WebSearchTool,
+)
 
 
 class OutputMessage(Struct, tag_field="type", tag="message"):
@@ -17,7 +32,32 @@ class OutputMessage(Struct, tag_field="type", tag="message"):
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
 
 
-OutputItem = OutputMessage | FunctionCall
+OutputItem = ReasoningItem | OutputMessage | FunctionCall | CustomToolCall
+
+
+class TopLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class Logprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob] | None) -> list[Logprob]:
+        return [
+            cls(
+                e.token,
+                e.logprob,
+                list(e.bytes),
+                [TopLogprob(t.token, t.logprob, list(t.bytes)) for t in e.top],
+            )
+            for e in entries or []
+        ]
 
 
 class InputTokensDetails(Struct):
@@ -36,9 +76,11 @@ class ResponseUsage(Struct):
     total_tokens: int
 
     @classmethod
-    def of(cls, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> ResponseUsage:
+    def of(
+        cls, input_tokens: int, output_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+    ) -> ResponseUsage:
         cached, total = InputTokensDetails(cached_tokens), input_tokens + output_tokens
-        return cls(input_tokens, cached, output_tokens, OutputTokensDetails(), total)
+        return cls(input_tokens, cached, output_tokens, OutputTokensDetails(reasoning_tokens), total)
 
 
 class IncompleteDetails(Struct):
@@ -58,12 +100,13 @@ class Response(Struct, kw_only=True):
     output: list[OutputItem]
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
+    reasoning: ReasoningConfig | None = None
     status: Literal["completed", "failed", "in_progress", "incomplete"] = "completed"
     store: bool = True
     temperature: float | None = None
     text: TextConfig | None = None
     tool_choice: ToolChoiceOption = "auto"
-    tools: list[FunctionTool] = msgspec.field(default_factory=list)
+    tools: list[FunctionTool | CustomTool | WebSearchTool] = msgspec.field(default_factory=list)
     top_p: float | None = None
     truncation: str = "disabled"
     usage: ResponseUsage | None = None
@@ -86,12 +129,14 @@ class StreamEvent(Struct, kw_only=True):
     item: OutputItem | UnsetType = UNSET
     item_id: str | UnsetType = UNSET
     content_index: int | UnsetType = UNSET
-    part: OutputText | UnsetType = UNSET
+    summary_index: int | UnsetType = UNSET
+    part: OutputText | SummaryText | UnsetType = UNSET
     delta: str | UnsetType = UNSET
     text: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     arguments: str | UnsetType = UNSET
-    logprobs: list[Any] | UnsetType = UNSET
+    input: str | UnsetType = UNSET
+    logprobs: list[Logprob] | UnsetType = UNSET
     # type "error"
     code: str | UnsetType | None = UNSET
     message: str | UnsetType = UNSET

@@ -1,26 +1,86 @@
-"""The key/value header of a GGUF file, read without its tensors (the pool's budget, chat and FIM
-templates all need a few keys before a model loads; gguf.GGUFReader would parse everything, seconds).
+"""GGUF files: which files are GGUF models, and the key/value header read without its tensors.
 
-The file is memory-mapped and walked once; scalars and strings are kept, and arrays are skipped
-unless named (a vocabulary of 150k strings is then decoded in tens of milliseconds). The walk is
-iterative and arrays nest at most MAX_DEPTH deep: a malformed file is a ValueError, never a
-RecursionError or a read past its end.
+A GGUF is known by its name (`*.gguf`) or by its first four bytes (`GGUF`): Ollama keeps its models as
+blobs named `sha256-<hex>`, so every check goes through `is_gguf`. Projectors (a vision model's mmproj)
+and the later shards of a split model are files beside a model, not models (`model_files`).
+
+The header (the pool's budget, chat and FIM templates all need a few keys before a model loads;
+gguf.GGUFReader would parse everything, seconds) is memory-mapped and walked once; scalars and strings
+are kept, and arrays are skipped unless named (a vocabulary of 150k strings is then decoded in tens of
+milliseconds). The walk is iterative and arrays nest at most MAX_DEPTH deep: a malformed file is a
+ValueError, never a RecursionError or a read past its end.
 """
 
 from __future__ import annotations
 
 import functools
 import mmap
+import re
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+MAGIC = b"GGUF"
+# llama.cpp's split naming (gguf-split): "<name>-00001-of-00003.gguf"; shard 1 loads the others.
+_SHARD = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 
 # GGUF value types: 0-7 and 10-12 are fixed-size scalars, 8 a string, 9 an array.
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _SIZES = {kind: struct.calcsize("<" + fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
 MAX_DEPTH = 8  # arrays of arrays; real files use one level
+
+
+def is_gguf(path: Path) -> bool:
+    """A GGUF model file: named `*.gguf` (it need not exist yet) or starting with the GGUF magic."""
+    if path.suffix.lower() == ".gguf":
+        return True
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == MAGIC
+    except OSError:  # a folder, or nothing there
+        return False
+
+
+def is_projector(path: Path) -> bool:
+    """A vision projector (mmproj / CLIP) file: served beside a model, never as one."""
+    if "mmproj" in path.name.lower():
+        return True
+    try:
+        meta = gguf_metadata(path)
+    except (OSError, ValueError, struct.error):
+        return False
+    return meta.get("general.architecture") == "clip" or meta.get("general.type") == "mmproj"
+
+
+def split_name(path: Path) -> tuple[str, int, int] | None:
+    """(name without the shard suffix, shard number, shard count) of a split GGUF; None if not split."""
+    match = _SHARD.match(path.stem if path.suffix.lower() == ".gguf" else path.name)
+    if match is None:
+        return None
+    return match["name"], int(match["index"]), int(match["count"])
+
+
+def model_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """The model GGUFs among `paths`, each with its name: projectors and shards after the first left out."""
+    found = []
+    for path in paths:
+        split = split_name(path)
+        if (split is not None and split[1] != 1) or is_projector(path):
+            continue
+        found.append((path, split[0] if split else path.stem))
+    return found
+
+
+def weight_bytes(path: Path) -> int:
+    """A GGUF's size on disk, with every shard of a split model (found beside the first)."""
+    split = split_name(path)
+    if split is None:
+        return path.stat().st_size
+    name, _, count = split
+    shards = [path.with_name(f"{name}-{i:05d}-of-{count:05d}{path.suffix}") for i in range(1, count + 1)]
+    return sum(shard.stat().st_size for shard in shards if shard.is_file())
 
 
 def gguf_metadata(path: Path, arrays: Iterable[str] = ()) -> dict[str, Any]:
@@ -48,7 +108,7 @@ def _read(path: Path, arrays: frozenset[str]) -> dict[str, Any]:
 def _walk(path: Path, arrays: frozenset[str]) -> dict[str, Any]:
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         magic, _version, _tensors, count = struct.unpack_from("<4sIQQ", data, 0)
-        if magic != b"GGUF":
+        if magic != MAGIC:
             raise ValueError(f"{path.name} is not a GGUF file")
         header = _Header(data, 24)
         meta: dict[str, Any] = {}

@@ -12,13 +12,13 @@ import struct
 from collections.abc import Container
 from pathlib import Path
 
-from radis_mlx.store.gguf import gguf_metadata
+from radis_mlx.store.gguf import gguf_metadata, is_gguf
 
 
 def read_chat_template(path: Path) -> str | None:
     """The chat template shipped with a model (GGUF metadata, or an MLX folder's files); None if none."""
     try:
-        if path.suffix.lower() == ".gguf":
+        if is_gguf(path):
             template = gguf_metadata(path).get("tokenizer.chat_template")
             return template if isinstance(template, str) else None
         if (path / "chat_template.jinja").is_file():
@@ -69,7 +69,7 @@ def detect_fim_template(vocab: Container[str]) -> str | None:
 def read_fim_template(path: Path) -> str | None:
     """The FIM template of a model's files (GGUF vocabulary or tokenizer.json); None if it has none."""
     try:
-        if path.suffix.lower() == ".gguf":
+        if is_gguf(path):
             vocabulary = gguf_metadata(path, arrays=[_TOKENS_KEY]).get(_TOKENS_KEY, [])
             return detect_fim_template(FIM_TOKENS & set(vocabulary))
         return detect_fim_template(_tokenizer_json_tokens(path / "tokenizer.json"))

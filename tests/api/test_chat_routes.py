@@ -26,6 +26,7 @@ async def test_chat_completion_shape(client):
         "completion_tokens": 3,
         "total_tokens": 4,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 
@@ -91,9 +92,16 @@ async def test_malformed_json_and_unknown_route(client):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
 
 
-async def test_context_length_exceeded(client):
+async def test_max_tokens_past_the_context_is_clamped_and_a_prompt_that_fills_it_is_a_400(
+    client, fake_engine
+):
+    fake_engine.script = ["w"] * 100
     body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}
-    response = await client.post("/v1/chat/completions", json=body)
+    reply = (await client.post("/v1/chat/completions", json=body)).json()
+    # The fake counts one prompt token per word: it generates until its 64-token context is full.
+    assert reply["usage"]["completion_tokens"] == 63 and reply["choices"][0]["finish_reason"] == "length"
+    long = {**body, "messages": [{"role": "user", "content": "x " * 64}]}
+    response = await client.post("/v1/chat/completions", json=long)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_length_exceeded"
 

@@ -57,7 +57,8 @@ async def test_fast_first_token_sends_no_comment_and_errors_stay_http_errors():
     app, _ = app_with(FakeEngine(delay=0.0))
     async with AsyncTestClient(app=app) as client:
         response = await client.post("/v1/chat/completions", json=BODY)
-        too_long = await client.post("/v1/chat/completions", json={**BODY, "max_tokens": 1000})
+        long_prompt = [{"role": "user", "content": "x " * 100}]
+        too_long = await client.post("/v1/chat/completions", json={**BODY, "messages": long_prompt})
     assert response.status_code == 200 and ": keep-alive" not in response.text
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -61,11 +62,19 @@ def test_sigint_shuts_down_cleanly(tmp_path, smollm_gguf):
     assert "Traceback" not in server.log_tail()
 
 
-def test_missing_config_is_a_usage_error(tmp_path):
+def test_a_missing_config_named_on_the_command_line_is_a_usage_error(tmp_path):
+    # Without --config, serve falls back to the user config (tests/e2e/test_user_home.py); a named file
+    # that is not there is a mistake to report, not a reason to serve something else.
     result = subprocess.run(
-        [sys.executable, "-m", "radis_mlx", "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "radis_mlx", "serve", "--config", "nope.toml"],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert result.returncode == 2 and "models.toml" in result.stderr
+    assert result.returncode == 2 and "nope.toml" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / ".config").exists()
 
 
 def test_sigterm_finishes_in_flight_streams_then_exits_0(tmp_path, smollm_gguf):

@@ -14,6 +14,12 @@ ENGINES = ["mlx", "llamacpp"]
 # A Qwen2.5-style template that renders tools and <tool_call> tags: native tool calls on the starter model.
 TOOL_TEMPLATE = (Path(__file__).parent / "tool_template.jinja").read_text()
 
+# A template that opens <think> in the generation prompt (as Qwen3's thinking templates do): the starter
+# model then serves as a reasoning model, its output steered into a reasoning shape by test grammars.
+THINK_TEMPLATE = (Path(__file__).parent / "think_template.jinja").read_text()
+# The same for tool calling: tool_template.jinja's <tool_call> format, with <think> opened as above.
+THINK_TOOLS_TEMPLATE = (Path(__file__).parent / "think_tools_template.jinja").read_text()
+
 # A declared fill-in-the-middle template; the starter's vocabulary has none of these tokens, so the
 # markers are plain text to it (the rendered prompt is still exactly what the model is sent).
 FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
@@ -31,6 +37,12 @@ source = "{STARTER_SOURCE}"
 engine = "llamacpp"
 context_length = 2048
 chat_template = '''{TOOL_TEMPLATE}'''
+
+[models.smollm2-think-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+chat_template = '''{THINK_TEMPLATE}'''
 
 [models.smollm2-fim-mlx]
 source = "{STARTER_SOURCE}"

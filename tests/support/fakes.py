@@ -10,7 +10,7 @@ from litestar import Litestar
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.engines.base import Engine, EngineInfo
-from radis_mlx.errors import ContextLengthExceeded, ModelLoadError
+from radis_mlx.errors import ContextLengthExceeded, NotFoundError
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest
 from radis_mlx.pool import ModelPool
@@ -26,7 +26,7 @@ class FakeEngine(Engine):
         delay: float = 0.0,
         fail_after: int | None = None,
     ) -> None:
-        self.script = script.split()
+        self.script = script.split() if isinstance(script, str) else list(script)
         self.delay = delay
         self.fail_after = fail_after
         self.info = EngineInfo(name="fake", context_length=context_length)
@@ -43,9 +43,10 @@ class FakeEngine(Engine):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         prompt = request.prompt if request.prompt is not None else [m.content for m in request.messages or []]
         prompt_tokens = len(str(prompt).split())
-        budget = request.max_tokens or self.info.context_length - prompt_tokens
-        if prompt_tokens + budget > self.info.context_length:
-            raise ContextLengthExceeded("too long", param="messages")
+        room = self.info.context_length - prompt_tokens
+        if room <= 0:
+            raise ContextLengthExceeded.of(self.info.context_length, prompt_tokens, 1, "messages")
+        budget = min(request.max_tokens or room, room)
         stops = StopBuffer(request.stop)
         self.active_generations += 1
         try:
@@ -56,9 +57,9 @@ class FakeEngine(Engine):
                 text = stops.feed(f" {word}" if count > 1 else word)
                 if stops.stopped or count == budget or count == len(self.script):
                     reason = "stop" if stops.stopped or count < budget else "length"
-                    yield GenerationChunk(text + stops.flush(), reason, prompt_tokens, count)
+                    yield GenerationChunk(text + stops.flush(), reason, prompt_tokens, count, tokens=1)
                     return
-                yield GenerationChunk(text)
+                yield GenerationChunk(text, tokens=1, prompt_tokens=prompt_tokens if count == 1 else 0)
         finally:
             self.active_generations -= 1
 
@@ -80,7 +81,9 @@ def fake_app() -> Litestar:
         return FakeEngine(context_length=4096)
 
     def no_download(source, progress=None):
-        raise ModelLoadError(f"the fuzz app downloads nothing ({source})")
+        # What a hub answers for a repository it does not have: a pull that finds nothing, not a
+        # server error (Ollama's non-streaming /api/pull answers with the failure's status).
+        raise NotFoundError(f"the fuzz app downloads nothing ({source})")
 
     pool = ModelPool(config, factory=factory)
     pool.store.materialize = no_download  # pulls of generated ids must never reach the network

@@ -219,9 +219,9 @@ async def test_listings_scan_the_disk_in_a_worker_thread_at_most_every_few_secon
     scans: list[str] = []
     real = catalog.discover
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         scans.append(threading.current_thread().name)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(catalog, "discover", counted)
     monkeypatch.setattr(catalog, "SCAN_SECONDS", 0.3)

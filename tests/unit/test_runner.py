@@ -18,6 +18,7 @@ class InstantEngine:
 
     chat_template = None
     fim_template = None
+    reasoning = None
 
     async def generate(self, request: GenerationRequest):
         for index in range(100):

@@ -59,13 +59,22 @@ async def test_a_non_ascii_key_matches_what_clients_send_as_utf8():
 
 
 def test_keys_come_from_a_key_file_the_config_names_and_the_command_line(tmp_path, monkeypatch):
-    from radis_mlx.config import Config, ConfigError, ServerSettings, with_overrides
+    import click
+
+    from radis_mlx.cli.terminal import file_api_keys
+    from radis_mlx.config import Config, ServerSettings, with_overrides
 
     monkeypatch.delenv("RADIS_API_KEY", raising=False)
     (tmp_path / "keys").write_text("# ours\nk1\n\n  k2 , k3\n")
     (tmp_path / "more").write_text("k4\n")
     config = Config(server=ServerSettings(api_key_file="keys"), base_dir=str(tmp_path))
-    merged = with_overrides(config, api_keys=("k5",), api_key_file=tmp_path / "more")
-    assert merged.server.api_keys == ["k1", "k2", "k3", "k4", "k5"]
-    with pytest.raises(ConfigError, match="cannot read the API key file"):
-        with_overrides(config, api_key_file=tmp_path / "missing")
+    from_files = file_api_keys(config, tmp_path / "more")
+    assert with_overrides(config, api_keys=("k5", *from_files)).server.api_keys == [
+        "k5",
+        "k1",
+        "k2",
+        "k3",
+        "k4",
+    ]
+    with pytest.raises(click.UsageError, match="cannot read the API key file"):
+        file_api_keys(config, tmp_path / "missing")

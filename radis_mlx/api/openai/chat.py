@@ -42,7 +42,7 @@ async def create_chat_completion(
 ) -> ChatCompletion | Stream:
     body = decode_body(await request.body(), ChatCompletionRequest)
     defaults = pool.get(body.model).entry.defaults
-    compiles = bool(body.tools) or body.response_format is not None
+    compiles = bool(body.tools) or body.response_format is not None or body.grammar is not None
     generations = choice_requests(
         await converted(lambda: body.to_generation(defaults), compiles=compiles), body.n
     )
@@ -60,19 +60,45 @@ async def create_chat_completion(
         choices=[
             Choice(
                 i,
-                ChatCompletionMessage.of(o.text, o.tool_calls),
+                ChatCompletionMessage.of(o.text, o.tool_calls, o.reasoning),
                 ChoiceLogprobs.of(o.logprobs),
                 o.finish_reason,
             )
             for i, o in enumerate(outcomes)
         ],
         usage=CompletionUsage.of(
-            outcomes[0].prompt_tokens, sum(o.completion_tokens for o in outcomes), outcomes[0].cached_tokens
+            outcomes[0].prompt_tokens,
+            sum(o.completion_tokens for o in outcomes),
+            outcomes[0].cached_tokens,
+            sum(o.reasoning_tokens for o in outcomes),
         ),
     )
 
 
 _ROLE_DELTA = ChoiceDelta(role="assistant", content="")
+
+
+class _CallFragments:
+    """Tool calls as chat delta fragments: argument text as it is written, or a whole call at once."""
+
+    def __init__(self) -> None:
+        self.streamed: dict[str, int] = {}  # call id → its index, for calls that came as deltas
+        self.count = 0
+
+    def of(self, piece: GenerationChunk) -> list[ChoiceDeltaToolCall]:
+        fragments = []
+        for delta in piece.tool_call_deltas or []:
+            if delta.id not in self.streamed:
+                self.streamed[delta.id] = self.count
+                self.count += 1
+                fragments.append(ChoiceDeltaToolCall.opening(self.streamed[delta.id], delta.id, delta.name))
+            if delta.arguments:
+                fragments.append(ChoiceDeltaToolCall.arguments(self.streamed[delta.id], delta.arguments))
+        for call in piece.tool_calls or []:
+            if call.id not in self.streamed:  # completed without deltas: name and arguments at once
+                fragments += ChoiceDeltaToolCall.fragments(self.count, call)
+                self.count += 1
+        return fragments
 
 
 async def _stream_events(
@@ -91,29 +117,32 @@ async def _stream_events(
         choice = ChunkChoice(index, delta, logprobs, finish)
         return sse(ChatCompletionChunk(completion_id, [choice], created, model))
 
-    prompt_tokens = completion_tokens = cached_tokens = 0
+    prompt_tokens = completion_tokens = cached_tokens = reasoning_tokens = 0
     try:
         for index, generation in enumerate(generations):
             stream = first if index == 0 else generate(generation)
             # With tools no content yet: the SDKs' stream helpers then end with content None (only calls).
             yield chunk(index, ChoiceDelta(role="assistant") if generation.tools else _ROLE_DELTA)
-            calls = 0
+            calls = _CallFragments()
             async for piece in stream:
+                if piece.reasoning:
+                    yield chunk(
+                        index, ChoiceDelta(reasoning_content=piece.reasoning, reasoning=piece.reasoning)
+                    )
                 if piece.text or piece.logprobs:
                     yield chunk(
                         index, ChoiceDelta(content=piece.text), logprobs=ChoiceLogprobs.of(piece.logprobs)
                     )
-                for call in piece.tool_calls or []:
-                    for fragment in ChoiceDeltaToolCall.fragments(calls, call):
-                        yield chunk(index, ChoiceDelta(tool_calls=[fragment]))
-                    calls += 1
+                for fragment in calls.of(piece):
+                    yield chunk(index, ChoiceDelta(tool_calls=[fragment]))
                 if piece.finish_reason is not None:
                     prompt_tokens = piece.prompt_tokens
                     completion_tokens += piece.completion_tokens
+                    reasoning_tokens += piece.reasoning_tokens
                     cached_tokens = piece.cached_tokens if index == 0 else cached_tokens
                     yield chunk(index, ChoiceDelta(), piece.finish_reason)
         if include_usage:
-            usage = CompletionUsage.of(prompt_tokens, completion_tokens, cached_tokens)
+            usage = CompletionUsage.of(prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens)
             yield sse(ChatCompletionChunk(completion_id, [], created, model, usage=usage))
     except Exception as exc:
         yield sse_error(exc)

@@ -25,6 +25,7 @@ def describe(pool: ModelPool, slot: PoolSlot) -> Model:
         quantization=facts.quantization if facts else None,
         size_bytes=(info.size_bytes if info else 0) or (facts.weights if facts else None),
         description=slot.entry.description,
+        origin=slot.origin,
         details=dict(info.details) if info and info.details else None,
     )
 

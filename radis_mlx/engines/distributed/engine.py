@@ -36,6 +36,7 @@ from radis_mlx.errors import (
     UnsupportedModelError,
 )
 from radis_mlx.generation.types import GenerationChunk, GenerationRequest
+from radis_mlx.store.gguf import is_gguf
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class MlxDistributedEngine(ChildEngine):
         self.info.context_length = int(info["context_length"])
         self.info.size_bytes = sum(info["rank_weight_bytes"])
         self.info.details = {
-            "format": "gguf" if self.path.suffix == ".gguf" else "mlx",
+            "format": "gguf" if is_gguf(self.path) else "mlx",
             "strategy": self.settings.strategy,
             "backend": self.settings.backend,
             "hosts": ",".join(self.hosts),
@@ -208,7 +209,7 @@ class MlxDistributedEngine(ChildEngine):
             raise ModelLoadError(str(exc)) from exc
 
     def _mlx_folder(self) -> Path:
-        if self.path.suffix.lower() != ".gguf":
+        if not is_gguf(self.path):
             return self.path
         from radis_mlx.engines.mlx.gguf_to_mlx import convert_gguf
 

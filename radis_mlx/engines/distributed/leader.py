@@ -17,7 +17,7 @@ from radis_mlx.engines.mlx.grammar_mask import GrammarMask
 from radis_mlx.engines.mlx.prompt import GuidanceTokenizer, prompt_param, prompt_tokens
 from radis_mlx.engines.mlx.sampling import GuardedProcessors, sampling
 from radis_mlx.errors import EngineError, EngineUnavailableError, InvalidRequestError, RadisError
-from radis_mlx.generation.grammar import schema_grammar
+from radis_mlx.generation.grammar import constraint_grammar
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import GenerationChunk, check_token_ids, completion_room
 
@@ -49,8 +49,10 @@ class Leader:
         try:
             prompt, max_tokens = self._prompt(job)
             sampler, processors = sampling(job.request.sampling)
-            if job.request.json_schema is not None:
-                grammar = schema_grammar(job.request.json_schema)
+            grammar = constraint_grammar(
+                job.request.json_schema, job.request.grammar or job.request.output_grammar
+            )
+            if grammar is not None:
                 processors.append(GrammarMask(self._guidance.get(), grammar, len(prompt)))
         except Exception as exc:
             job.out.put(error_line(exc))
@@ -134,8 +136,14 @@ class Leader:
         finish = "stop" if stops.stopped else response.finish_reason
         if finish is not None:
             text += stops.flush()
-            job.out.put(GenerationChunk(text, finish, prompt, response.generation_tokens))
+            chunk = GenerationChunk(text, finish, prompt, response.generation_tokens)
+            chunk.tokens = response.generation_tokens - job.emitted
+            job.out.put(chunk)
             return True
         if text:
-            job.out.put(GenerationChunk(text))
+            chunk = GenerationChunk(text, tokens=response.generation_tokens - job.emitted)
+            if not job.emitted:
+                chunk.prompt_tokens = prompt
+            job.emitted = response.generation_tokens
+            job.out.put(chunk)
         return False

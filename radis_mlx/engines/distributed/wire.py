@@ -46,3 +46,4 @@ class Job:
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sent: threading.Event = field(default_factory=threading.Event)  # the reply is fully written
+    emitted: int = 0  # generated tokens already sent in chunks

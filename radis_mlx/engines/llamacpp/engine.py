@@ -168,7 +168,10 @@ class LlamaCppEngine(ChildEngine):
             # One request: the child templates the messages itself (its /apply-template costs a round trip).
             path, parse, param = "/v1/chat/completions", chat_event, "messages"
             body["messages"] = template_messages(request.messages, object_arguments=False)
-            # Raw text, as MLX gives it: no reasoning split, and the counts in a final usage event.
+            if request.template_kwargs:
+                body["chat_template_kwargs"] = request.template_kwargs
+            # Raw text, as MLX gives it (the generation layer splits reasoning, the same on both engines),
+            # and the counts in a final usage event.
             body.update(reasoning_format="none", stream_options={"include_usage": True})
         else:
             path, parse, param = "/completion", completion_event, "prompt"
@@ -176,52 +179,82 @@ class LlamaCppEngine(ChildEngine):
                 self._check_token_ids(request.prompt, "prompt")
             body["prompt"] = request.prompt or ""
         chat = path == "/v1/chat/completions"
-        body.update(constraint_body(request.json_schema, request.logprobs, chat, self._llguidance))
-        stops = StopBuffer(request.stop)
-        scored = LogprobQueue() if request.logprobs is not None else None
-        finish: str | None = None
-        checked = False
+        body.update(
+            constraint_body(
+                request.json_schema,
+                request.logprobs,
+                chat,
+                self._llguidance,
+                request.grammar or request.output_grammar,
+            )
+        )
         try:
             async with self._post_stream(path, msgspec.json.encode(body)) as response:
                 if response.status != 200:
                     raise child_error(response.status, await response.read(), param)
-                async for line in response.lines():
-                    if line.startswith(b"error:"):
-                        raise child_error(500, line[6:], param)
-                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                        continue
-                    event = parse(line[6:])
-                    if not checked and event.prompt_total is not None:
-                        # The first event names the prompt's length before any of it is evaluated.
-                        context = self.info.context_length
-                        completion_room(context, event.prompt_total, request.max_tokens, param)
-                        checked = True
-                    text = stops.feed(event.text)
-                    finish = event.finish or finish
-                    if scored is not None:
-                        for entry in event.logprobs or []:
-                            entry.top = entry.top[: request.logprobs]
-                            scored.add(entry)
-                    if event.usage is not None:
-                        finish = "stop" if stops.stopped else finish or "stop"
-                        text += stops.flush()
-                        chunk = GenerationChunk(text, finish, *event.usage)
-                        chunk.cached_tokens = event.cached
-                        chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
-                        yield chunk
+                async for chunk in self._chunks(response, parse, request, param):
+                    yield chunk
+                    if chunk.finish_reason is not None:
                         return
-                    if text:
-                        yield GenerationChunk(text, logprobs=scored.take(text) if scored else None)
         except ChildConnectionError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(None)
+
+    async def _chunks(
+        self, response: Any, parse: Any, request: GenerationRequest, param: str
+    ) -> AsyncIterator[GenerationChunk]:
+        """The child's events as chunks: stops held back, logprobs in step, the context's room kept."""
+        stops = StopBuffer(request.stop)
+        scored = LogprobQueue() if request.logprobs is not None else None
+        finish: str | None = None
+        prompt = cached = counted = emitted = 0
+        limit: int | None = None  # tokens the context has room for (known from the first event)
+        async for line in response.lines():
+            if line.startswith(b"error:"):
+                raise child_error(500, line[6:], param)
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            event = parse(line[6:])
+            if limit is None and event.prompt_total is not None:
+                # The first event names the prompt's length before any of it is evaluated.
+                prompt = event.prompt_total
+                limit = completion_room(self.info.context_length, prompt, request.max_tokens, param)
+            cached = event.cached or cached
+            counted += event.token
+            text = stops.feed(event.text)
+            finish = event.finish or finish
+            if scored is not None:
+                for entry in event.logprobs or []:
+                    entry.top = entry.top[: request.logprobs]
+                    scored.add(entry)
+            full = limit is not None and counted >= limit and event.usage is None and finish is None
+            if event.usage is not None or full:
+                # The last event; or the context is full where the child would go on (its n_ctx is padded).
+                finish = "stop" if stops.stopped else ("length" if full else finish or "stop")
+                text += stops.flush()
+                usage = event.usage or (prompt, counted)
+                chunk = GenerationChunk(
+                    text, finish, usage[0], usage[1], cached_tokens=event.cached or cached
+                )
+                chunk.tokens = max(usage[1] - emitted, 0)
+                chunk.logprobs = scored.finish(text, stops.stopped) if scored is not None else None
+                yield chunk
+                return
+            if text:
+                chunk = GenerationChunk(text, logprobs=scored.take(text) if scored else None)
+                chunk.tokens, emitted = counted - emitted, counted
+                if emitted == chunk.tokens:  # the first chunk tells the prompt's size
+                    chunk.prompt_tokens, chunk.cached_tokens = prompt, cached
+                yield chunk
 
     async def _chat_prompt(self, request: GenerationRequest) -> str | list[str | int]:
         """The prompt the child's chat template makes of messages and tools, as /completion takes it:
         text, or text and token ids where messages hold special-token text (ids of it as text)."""
         messages, literals = escape_specials(request.messages or [], self._specials)
-        body = {"messages": template_messages(messages, object_arguments=False)}
+        body: dict[str, Any] = {"messages": template_messages(messages, object_arguments=False)}
         body["tools"] = template_tools(request.tools or [])
+        if request.template_kwargs:
+            body["chat_template_kwargs"] = request.template_kwargs
         rendered = str((await self._post("/apply-template", body, "messages"))["prompt"])
         pieces = split_rendered(rendered + request.assistant_prefix, literals)
         if len(pieces) == 1:

@@ -18,7 +18,7 @@ from radis_mlx.errors import (
     InvalidRequestError,
     RadisError,
 )
-from radis_mlx.generation.grammar import schema_lark
+from radis_mlx.generation.grammar import constraint_lark
 from radis_mlx.generation.types import SamplingParams, TokenLogprob
 
 # mlx-lm's penalties look at the last 20 tokens; llama.cpp's window is repeat_last_n.
@@ -28,6 +28,7 @@ _FINISH = {"eos": "stop", "word": "stop", "limit": "length"}
 
 class _Progress(msgspec.Struct):
     total: int = 0
+    cache: int = 0  # of total, reused from the slot's KV cache
 
 
 class _TopProb(msgspec.Struct):
@@ -102,14 +103,23 @@ class Event:
     prompt_total: int | None = None
     logprobs: list[TokenLogprob] | None = None
     cached: int = 0  # of the prompt tokens, reused from the slot's KV cache (cache_prompt)
+    token: bool = True  # it carries a generated token (not only the prompt's progress)
 
 
 def completion_event(data: bytes) -> Event:
     chunk = msgspec.json.decode(data, type=_Chunk)
-    total = chunk.prompt_progress.total if chunk.prompt_progress else chunk.tokens_evaluated
+    progress = chunk.prompt_progress
+    total = progress.total if progress else chunk.tokens_evaluated
     logprobs = _logprobs(chunk.completion_probabilities)
     if not chunk.stop:
-        return Event(chunk.content, prompt_total=total, logprobs=logprobs)
+        token = progress is None or bool(chunk.content or logprobs)
+        return Event(
+            chunk.content,
+            prompt_total=total,
+            logprobs=logprobs,
+            cached=progress.cache if progress else 0,
+            token=token,
+        )
     usage = (chunk.tokens_evaluated, chunk.tokens_predicted)
     cached = chunk.timings.cache_n if chunk.timings else 0
     return Event(chunk.content, _FINISH.get(chunk.stop_type, "stop"), usage, total, logprobs, cached)
@@ -119,13 +129,17 @@ def chat_event(data: bytes) -> Event:
     chunk = msgspec.json.decode(data, type=_ChatChunk)
     choice = chunk.choices[0] if chunk.choices else None
     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) if chunk.usage else None
+    text = (choice.delta.content or "") if choice else ""
+    logprobs = _logprobs(choice.logprobs.content or []) if choice and choice.logprobs else []
+    progress = chunk.prompt_progress
     return Event(
-        (choice.delta.content or "") if choice else "",
+        text,
         choice.finish_reason if choice else None,
         usage,
-        chunk.prompt_progress.total if chunk.prompt_progress else None,
-        _logprobs(choice.logprobs.content or []) if choice and choice.logprobs else [],
-        _cached(chunk),
+        progress.total if progress else None,
+        logprobs,
+        _cached(chunk) or (progress.cache if progress else 0),
+        token=bool(text or logprobs),
     )
 
 
@@ -147,14 +161,23 @@ def _top(prob: _TopProb) -> TokenLogprob:
 
 
 def constraint_body(
-    json_schema: dict[str, Any] | None, logprobs: int | None, chat: bool, llguidance: bool = True
+    json_schema: dict[str, Any] | None,
+    logprobs: int | None,
+    chat: bool,
+    llguidance: bool = True,
+    grammar: str | None = None,
 ) -> dict[str, Any]:
-    """The schema and logprob options in each endpoint's names (llama.cpp sends no probs for 0)."""
+    """The schema (or Lark grammar) and logprob options in each endpoint's names (llama.cpp sends no
+    probs for 0)."""
     body: dict[str, Any] = {}
-    if json_schema is not None and llguidance:
+    if (json_schema is not None or grammar is not None) and llguidance:
         # llguidance in the child as on MLX, not llama.cpp's own schema grammar (whitespace allowed
         # between all tokens, which a small model fills until max_tokens): both engines write the same JSON.
-        body["grammar"] = schema_lark(json_schema)
+        body["grammar"] = constraint_lark(json_schema, grammar)
+    elif grammar is not None:
+        raise InvalidRequestError(
+            "grammar constraints need llama.cpp built with llguidance (the xllamacpp wheel)", param="tools"
+        )
     elif json_schema is not None:
         if chat:
             body["response_format"] = {"type": "json_schema", "json_schema": {"schema": json_schema}}
