@@ -164,3 +164,20 @@ async def test_oversized_lists_are_quick_400s_naming_the_field_while_health_answ
     assert error.get("param", param) == param or param in error["message"], error
     slowest = max(health_latencies, default=0.0)
     assert took < 2.0 and slowest < 0.5, (took, slowest)
+
+
+OLLAMA_CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+OLLAMA_LISTS = [
+    ({**OLLAMA_CHAT, "tools": _tools(129)}, "tools"),
+    ({**OLLAMA_CHAT, "options": {"stop": [f"s{i}" for i in range(17)]}}, "options.stop"),
+    ({**OLLAMA_CHAT, "options": {"stop": ["x" * 600]}}, "options.stop"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), OLLAMA_LISTS, ids=["tools", "stops", "stop-length"])
+async def test_ollama_lists_are_bounded_too_in_ollamas_error_shape(body, field):
+    app, _ = app_with(fake_factory)
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post("/api/chat", json=body)
+    assert response.status_code == 400, response.text
+    assert field in response.json()["error"], response.text
