@@ -34,6 +34,7 @@ from radis_mlx.schemas.common import (
     check_budget,
     output_grammar,
     template_switch,
+    template_variables,
     with_default_system,
 )
 
@@ -207,7 +208,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
             tool_choice=self._tool_choice(),
             parallel_tool_calls=self.parallel_tool_calls is not False,
             reasoning=reasoning,
-            template_kwargs=dict(self.chat_template_kwargs or {}),
+            template_kwargs=template_variables(self.chat_template_kwargs, "chat_template_kwargs"),
             output_grammar=output_grammar(self.grammar),
         )
         check_tools(generation)

@@ -160,6 +160,23 @@ def template_switch(kwargs: dict[str, Any] | None, param: str) -> bool | None:
     return value
 
 
+# apply_chat_template's own arguments: chat_template_kwargs are the template's variables, never these
+# (a client's `chat_template` would run its own Jinja on the engine's thread).
+_RENDER_ARGUMENTS = {
+    "conversation", "tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message",
+    "tokenize", "padding", "truncation", "max_length", "return_tensors", "return_dict",
+    "return_assistant_tokens_mask", "tokenizer_kwargs", "messages",
+}  # fmt: skip
+
+
+def template_variables(kwargs: dict[str, Any] | None, param: str) -> dict[str, Any]:
+    """chat_template_kwargs as the template's variables; a renderer argument's name is a 400 naming it."""
+    for name in kwargs or {}:
+        if name in _RENDER_ARGUMENTS:
+            raise InvalidRequestError(f"{name} is not a template variable", param=f"{param}.{name}")
+    return dict(kwargs or {})
+
+
 def check_budget(budget: int | None, max_tokens: int | None, param: str) -> None:
     """A reasoning budget fits in the completion's max tokens."""
     if budget is not None and max_tokens is not None and budget > max_tokens:

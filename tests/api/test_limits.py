@@ -181,3 +181,15 @@ async def test_ollama_lists_are_bounded_too_in_ollamas_error_shape(body, field):
         response = await client.post("/api/chat", json=body)
     assert response.status_code == 400, response.text
     assert field in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize("name", ["chat_template", "tokenize", "conversation"])
+async def test_chat_template_kwargs_are_variables_never_a_template_of_the_clients(name):
+    app, _ = app_with(fake_factory)
+    body = {**CHAT, "chat_template_kwargs": {name: "{% for i in range(99999) %}{% endfor %}"}}
+    async with AsyncTestClient(app=app) as client:
+        refused = await client.post("/v1/chat/completions", json=body)
+        kept = await client.post("/v1/chat/completions", json={**CHAT, "chat_template_kwargs": {"x": 1}})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == f"chat_template_kwargs.{name}"
+    assert kept.status_code == 200, kept.text
