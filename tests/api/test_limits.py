@@ -163,7 +163,8 @@ async def test_oversized_lists_are_quick_400s_naming_the_field_while_health_answ
     assert error["type"] == "invalid_request_error"
     assert error.get("param", param) == param or param in error["message"], error
     slowest = max(health_latencies, default=0.0)
-    assert took < 2.0 and slowest < 0.5, (took, slowest)
+    # Generous for a loaded 2-core box; unbounded, these lists were checked on the event loop (issue 18).
+    assert took < 5.0 and slowest < 2.0, (took, slowest)
 
 
 OLLAMA_CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": False}
