@@ -24,7 +24,7 @@ from radis_mlx.api.ollama import models as ollama_models
 from radis_mlx.api.openai import chat, completions, embeddings, models, responses
 from radis_mlx.api.signing import ReasoningSeal
 from radis_mlx.config import Config
-from radis_mlx.errors import RadisError
+from radis_mlx.errors import InvalidRequestError, RadisError
 from radis_mlx.pool import ModelPool
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,9 @@ def handle_error(request: Request, exc: Exception) -> Response:
         error = RadisError(str(exc.detail))
         error.status_code = status
         error.type = _HTTP_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    elif isinstance(exc, RecursionError):  # a body nested deeper than some step can walk: the body's fault
+        log.warning("%s %s: request nested too deeply (%s)", request.method, request.url.path, exc)
+        error = InvalidRequestError("The request is nested too deeply.")
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         error = RadisError(f"internal server error: {type(exc).__name__}: {exc}")

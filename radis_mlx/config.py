@@ -88,6 +88,7 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # Completions' `suffix` (fill-in-the-middle): the prompt as text with `{prefix}` and `{suffix}`, e.g.
     # "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"; unset: found from the model's FIM tokens.
     fim_template: Annotated[str, Meta(pattern=_FIM_PLACEHOLDERS)] | None = None
+    parse_special: bool = False  # true: `<|im_start|>` typed in a message is that control token, not text
     # Reasoning: the format ("auto": from the chat template, "none", a family, or {start, end} markers) and a
     # default budget in tokens (a request's own wins). generation/reasoning.py has the families.
     reasoning: ReasoningSetting = "auto"
@@ -146,8 +147,8 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     cache_dir: str | None = None
     # Empty: no key needed. Otherwise every /v1 route needs one of these (also from $RADIS_API_KEY).
     api_keys: list[str] = msgspec.field(default_factory=list)
-    # Origins allowed by CORS; empty keeps CORS off. ["*"] allows any origin.
-    cors_origins: list[str] = msgspec.field(default_factory=list)
+    api_key_file: str | None = None  # keys one a line, relative to this file (out of argv: `ps` shows it)
+    cors_origins: list[str] = msgspec.field(default_factory=list)  # CORS origins; ["*"]: any; empty: off
     # Host names accepted besides localhost while bound to loopback (DNS-rebinding guard).
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
@@ -156,6 +157,8 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     # A stream's first token is awaited this long before the response starts; then `: keep-alive` comments.
     stream_grace: Annotated[float, Meta(ge=0)] = 1.5
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
+    send_timeout: Annotated[float, Meta(gt=0)] = 30.0  # a client reading nothing this long is cut off
+    send_buffer_kib: Annotated[int, Meta(ge=4, le=65536)] = 256  # unread response kept, server and kernel
     # Claude Code only (it assumes 200k, compacts near ~167k): Anthropic usage scaled to this window.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
     max_images: Annotated[int, Meta(ge=0)] = 16  # per request, and their decoded pixels in all:
@@ -175,8 +178,7 @@ class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     model_dirs: list[str] = msgspec.field(default_factory=list)
     # Serve MLX-format repos found in the Hugging Face cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub).
     discover_hf_cache: bool = True
-    # Serve LM Studio's and Ollama's downloaded models, read-only.
-    discover_lmstudio: bool = True
+    discover_lmstudio: bool = True  # serve LM Studio's and Ollama's downloaded models, read-only
     discover_ollama: bool = True
     # Per model: KV of finished requests reused by prompts sharing a prefix (in the memory budget; 0: off).
     prompt_cache_mib: Annotated[int, Meta(ge=0)] = 256
@@ -269,8 +271,7 @@ def config_path(explicit: Path | None = None) -> ConfigPath:
 def user_config_path() -> Path:
     """${XDG_CONFIG_HOME:-~/.config}/radis-mlx/models.toml, on macOS too (a command-line tool's place)."""
     xdg = os.environ.get(ENV_XDG_CONFIG, "")
-    # The XDG spec: a relative value is invalid and ignored.
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"  # XDG ignores relative
     return base / APP_DIR_NAME / DEFAULT_CONFIG_NAME
 
 

@@ -6,6 +6,7 @@ The mapping to LM Studio's and Ollama's endpoints is in docs/COMPATIBILITY.md.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def _rounded(value: float | None) -> float | None:
 
 @get("/api/v0/models", summary="List every servable model (LM Studio shape)", tags=TAGS)
 async def list_models(pool: NamedDependency[ModelPool]) -> ModelInfoList:
-    pool.refresh()
+    await pool.refresh_listing()
     return ModelInfoList(data=[model_info(pool, slot) for slot in pool.slots()])
 
 
@@ -187,6 +188,7 @@ async def pull_progress(pool: ModelPool, name: str) -> AsyncIterator[Downloading
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Downloading] = asyncio.Queue()
     last = 0.0
+    cancel = threading.Event()  # set when the client leaves: the download stops
 
     def progress(done: int, total: int | None) -> None:  # called on the download thread
         nonlocal last
@@ -195,17 +197,23 @@ async def pull_progress(pool: ModelPool, name: str) -> AsyncIterator[Downloading
             last = now
             loop.call_soon_threadsafe(events.put_nowait, Downloading(done, total))
 
-    task = asyncio.ensure_future(pool.catalog.pull(name, progress))
-    while not task.done():
-        getter = asyncio.ensure_future(events.get())
-        await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            yield getter.result()
-        else:
-            getter.cancel()
-    while not events.empty():
-        yield events.get_nowait()
-    yield Pulled(*task.result())
+    task = asyncio.ensure_future(pool.catalog.pull(name, progress, cancel))
+    # Its outcome is read below, or nobody's once the client has gone.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(events.get())
+            await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        while not events.empty():
+            yield events.get_nowait()
+        yield Pulled(*task.result())
+    finally:
+        if not task.done():
+            cancel.set()  # the consumer stopped early: its client left
 
 
 async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:

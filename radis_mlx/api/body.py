@@ -24,6 +24,10 @@ def decode_body(body: bytes, model: type[T]) -> T:
         raise InvalidRequestError(str(exc), param=match.group(1) if match else None) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"We could not parse the JSON body of your request: {exc}") from None
+    except RecursionError:  # msgspec's limit on nesting (~1000 levels), e.g. inside a JSON schema
+        raise InvalidRequestError("The JSON body of your request is nested too deeply.") from None
+    except (msgspec.MsgspecError, ValueError, TypeError) as exc:  # any other failure is the body's
+        raise InvalidRequestError(f"We could not decode the JSON body of your request: {exc}") from None
     note_model(getattr(decoded, "model", None))  # the request log names it
     return decoded
 

@@ -95,10 +95,11 @@ class GuardMiddleware:
 
 
 def _offered_key(headers: dict[str, str]) -> bytes:
+    # The header's raw bytes (decoded as latin-1 above): a UTF-8 key then matches its UTF-8 encoding.
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
-        return authorization[len("bearer ") :].strip().encode()
-    return headers.get("x-api-key", "").strip().encode()
+        return authorization[len("bearer ") :].strip().encode("latin-1")
+    return headers.get("x-api-key", "").strip().encode("latin-1")
 
 
 async def _send_error(send: Send, error: RadisError, path: str) -> None:

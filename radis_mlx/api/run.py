@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from radis_mlx.api.images import resolve_images
 from radis_mlx.api.metrics import count_generated_tokens
@@ -13,6 +15,14 @@ from radis_mlx.generation.types import GenerationRequest
 
 if TYPE_CHECKING:
     from radis_mlx.pool import ModelPool
+
+T = TypeVar("T")
+
+
+async def converted(convert: Callable[[], T], *, compiles: bool) -> T:
+    """A body's conversion to generations; in a worker thread when it compiles grammars (tools, a
+    JSON schema: up to 128 schemas), so the event loop keeps serving meanwhile."""
+    return await asyncio.to_thread(convert) if compiles else convert()
 
 
 async def open_stream(
@@ -41,6 +51,6 @@ async def run_collected(
     """Lease the model and run every generation to its end (a non-streaming response)."""
     for generation in {id(g): g for g in generations}.values():  # choices share one request
         await resolve_images(pool, model, generation)
-    async with pool.acquire(model, ttl=ttl) as engine:
+    async with pool.acquire(model, ttl=ttl, generations=len(generations)) as engine:
         generate = generate_until(engine, pool.config.server.request_timeout, count_generated_tokens)
         return await collect_all(generate, generations)

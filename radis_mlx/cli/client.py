@@ -6,6 +6,7 @@ httpx only (the `openai` SDK is a test dependency); server-sent events are parse
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,12 +55,21 @@ class ServerClient:
         self.base = base.rstrip("/")
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
+        # A server on this machine is never reached through a proxy from the environment (HTTP_PROXY),
+        # which would see the key and the prompts; a remote one may need it.
+        host = httpx.URL(self.base).host
+        self.trust_env = not (host == "localhost" or _is_loopback_ip(host))
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call; a server that is not there is a clear message, not a traceback."""
         try:
             return httpx.request(
-                method, self.base + path, headers=self.headers, timeout=self.timeout, **kwargs
+                method,
+                self.base + path,
+                headers=self.headers,
+                timeout=self.timeout,
+                trust_env=self.trust_env,
+                **kwargs,
             )
         except httpx.TransportError as exc:
             raise self.not_running(exc) from None
@@ -103,6 +113,7 @@ class ServerClient:
                 json={**body, "stream": True},
                 headers=self.headers,
                 timeout=httpx.Timeout(self.timeout, read=None),
+                trust_env=self.trust_env,
             ) as reply:
                 if reply.status_code >= 400:
                     self.checked(reply)
@@ -112,6 +123,13 @@ class ServerClient:
                     yield event
         except httpx.TransportError as exc:
             raise self.not_running(exc) from None
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 EXIT_COMMANDS = ("/exit", "/quit", "/bye")

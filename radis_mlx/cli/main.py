@@ -34,6 +34,7 @@ from radis_mlx.cli.terminal import (
     URL_OPTION,
     config_or_usage,
     console,
+    file_api_keys,
     optional_config,
     print_json,
     server_client,
@@ -59,10 +60,13 @@ def _fetch_all(config: Config) -> None:
             click.echo(f"warning: {model_id} is not available yet: {exc.message}", err=True)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, send_buffer: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by every accepted connection: what a client that stops reading can make the kernel hold
+    # for it (autotuning would let it grow to MBs), so the server's send_timeout notices it sooner.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -73,7 +77,8 @@ def _bind(host: str, port: int) -> socket.socket:
                 f"choose another with --port"
             ) from None
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
+    # Not inheritable: engine children (spawned by uvloop, which closes only non-inheritable fds) must
+    # not hold the server's listening socket.
     return sock
 
 
@@ -112,7 +117,14 @@ def main() -> None:
     "--api-key",
     "api_keys",
     multiple=True,
-    help="Require this key (repeatable; $RADIS_API_KEY may hold several, comma-separated).",
+    help="Require this key (repeatable). Visible to every user in `ps`: prefer --api-key-file or "
+    "$RADIS_API_KEY (several, comma-separated).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Require the keys in this file (one a line; also [server] api_key_file).",
 )
 @click.option("--cors", "cors_origins", multiple=True, help="Allow this browser origin (repeatable, or '*').")
 @click.option("--allow-host", "allowed_hosts", multiple=True, help="Accept this Host name besides localhost.")
@@ -123,11 +135,13 @@ def serve(
     log_level: str | None,
     fetch: bool,
     api_keys: tuple[str, ...],
+    api_key_file: Path | None,
     cors_origins: tuple[str, ...],
     allowed_hosts: tuple[str, ...],
 ) -> None:
     """Serve the OpenAI API for the models in models.toml."""
     from radis_mlx.api.guard import is_loopback
+    from radis_mlx.api.slow_client import SendTimeoutMiddleware
     from radis_mlx.app import create_app
 
     loaded, chosen, created = config_or_usage(config_path, create=True)
@@ -138,25 +152,34 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
-        api_keys=api_keys,
+        api_keys=[*api_keys, *file_api_keys(loaded, api_key_file)],
         cors_origins=cors_origins,
         allowed_hosts=allowed_hosts,
     )
+    if api_keys:
+        click.secho(
+            "warning: --api-key shows the key to every user of this machine (`ps`); "
+            "use --api-key-file or RADIS_API_KEY instead.",
+            fg="yellow",
+            err=True,
+        )
     settings = config.server
     level = settings.log_level
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not is_loopback(settings.host) and not settings.api_keys:
         click.secho(
             f"WARNING: listening on {settings.host} without an API key: anyone who can reach this machine "
-            "can use your models. Pass --api-key or set RADIS_API_KEY.",
+            "can use your models. Pass --api-key-file or set RADIS_API_KEY.",
             fg="red",
             bold=True,
             err=True,
         )
-    sock = _bind(settings.host, settings.port)
+    sock = _bind(settings.host, settings.port, settings.send_buffer_kib * 1024)
     if fetch:
         _fetch_all(config)
-    app = create_app(config)
+    # Outside the app: the send timeout needs the server's own send, to abort a stuck connection.
+    buffer = settings.send_buffer_kib * 1024
+    app = SendTimeoutMiddleware(create_app(config), timeout=settings.send_timeout, buffer=buffer)
     click.echo(
         f"radis-mlx serving {len(config.models)} model(s) on http://{settings.host}:{settings.port}/v1",
         err=True,

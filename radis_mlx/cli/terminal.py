@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from radis_mlx.cli.client import ServerClient
-from radis_mlx.config import ENV_CONFIG, Config, ConfigError, ConfigPath, env_api_keys, read_config
+from radis_mlx.config import (
+    ENV_CONFIG,
+    Config,
+    ConfigError,
+    ConfigPath,
+    env_api_keys,
+    read_config,
+    split_keys,
+)
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -48,10 +56,26 @@ def server_url(config: Config, url: str | None) -> str:
     return (url or f"http://{host}:{config.server.port}").rstrip("/")
 
 
+def file_api_keys(config: Config, extra_file: Path | None = None) -> list[str]:
+    """The keys in [server] api_key_file (relative to models.toml) and in `extra_file` (--api-key-file):
+    one a line (or comma-separated), # comments skipped; an unreadable file is a usage error."""
+    named = config.server.api_key_file
+    keys = []
+    for file in [Path(config.base_dir) / Path(named).expanduser() if named else None, extra_file]:
+        try:
+            lines = file.expanduser().read_text().splitlines() if file is not None else []
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the API key file {file}: {exc.strerror}") from None
+        keys += split_keys([line for line in lines if not line.lstrip().startswith("#")])
+    return keys
+
+
 def server_client(config_path: Path | None, url: str | None, timeout: float = 30) -> ServerClient:
-    """A client for the running server, with the first key of $RADIS_API_KEY."""
-    key = next(iter(env_api_keys()), None)
-    return ServerClient(server_url(optional_config(config_path), url), key, timeout)
+    """A client for the running server, with the first key of $RADIS_API_KEY, else of models.toml's
+    keys (its api_keys, then its api_key_file)."""
+    config = optional_config(config_path)
+    keys = [*env_api_keys(), *config.server.api_keys, *file_api_keys(config)]
+    return ServerClient(server_url(config, url), next(iter(keys), None), timeout)
 
 
 def console(stderr: bool = False) -> Console:

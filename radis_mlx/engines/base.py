@@ -34,6 +34,10 @@ class Engine(abc.ABC):
     # The fill-in-the-middle template (`{prefix}`/`{suffix}`) completions' `suffix` uses; None: no FIM.
     # Set by the loader from the entry or the model's vocabulary (store/templates.py).
     fim_template: str | None = None
+    # Special-token text inside messages becomes control tokens (models.toml `parse_special`; set by the
+    # loader). Off: it is tokenized as text, only the template's own markers are special
+    # (generation/special_text.py).
+    parse_special: bool = False
     # How the model marks its reasoning (generation/reasoning.py); None: no reasoning. Set by the loader.
     reasoning: ReasoningFormat | None = None
     # What a request may give it: ("text",), or ("text", "image") for a vision model.

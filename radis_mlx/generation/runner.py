@@ -135,8 +135,12 @@ def generate_until(engine: TextGenerator, timeout: float, on_finish: OnFinish | 
         check_images(engine, request)
         stream = with_tools(reasoned, engine.chat_template, request, calls_parsed=harmony)
         first = 0.0
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                # Also when chunks are ready: a slow writer keeps no stream past the deadline.
+                if loop.time() >= deadline:
+                    raise RequestTimeoutError(f"the request took longer than {timeout:g} s")
                 try:
                     chunk = await _next_before(stream, deadline)
                 except StopAsyncIteration:

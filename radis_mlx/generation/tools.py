@@ -68,12 +68,17 @@ def native_format(template: str | None) -> ToolFormat | None:
 
 
 def check_tools(request: GenerationRequest, parameters_param: str = "tools[{}].function.parameters") -> None:
-    """Request errors in the tools: duplicate names, unenforceable schemas, an unknown tool_choice."""
+    """Request errors in the tools: duplicate names, unenforceable schemas, an unknown tool_choice.
+
+    Run once per request, where the API family converts it (it compiles each tool's schema: callers
+    on the event loop run it in a thread when there are tools); linear in the number of tools.
+    """
     tools = request.tools or []
-    names = [t.name for t in tools]
+    names: set[str] = set()
     for index, tool in enumerate(tools):
-        if tool.name in names[:index]:
+        if tool.name in names:
             raise InvalidRequestError(f"tool name '{tool.name}' appears twice", param=f"tools[{index}]")
+        names.add(tool.name)
         schema_grammar(tool.parameters, param=parameters_param.format(index))
     choice = request.tool_choice
     if request.tools is not None and not tools:
@@ -95,11 +100,11 @@ def with_tools(
 
     `template` is the model's chat template (it decides the format); `calls_parsed`: the stream's calls
     are parsed already (gpt-oss's harmony, by the reasoning stage), so the tools only need offering.
+    The request's tools were checked (check_tools) when it was converted, once for all its choices.
     """
     history = any(m.tool_calls or m.role == "tool" for m in request.messages or [])
     if request.messages is None or not (request.tools or history):
         return generate(request)
-    check_tools(request)
     if calls_parsed:
         offered = request.tools if request.tool_choice != "none" else None
         return generate(dataclasses.replace(request, tools=offered))

@@ -14,6 +14,8 @@ delete); LM Studio's and Ollama's files are read, never moved, converted in plac
 from __future__ import annotations
 
 import json
+import logging
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,11 @@ from typing import Any
 import msgspec
 
 from radis_mlx.config import ModelEntry, ModelKind, SamplingDefaults
-from radis_mlx.store.gguf import model_files
+from radis_mlx.store.gguf import gguf_metadata, model_files
 from radis_mlx.store.lmstudio import repo_folders
 from radis_mlx.store.ollama import OllamaModel, ollama_models
+
+log = logging.getLogger(__name__)
 
 # Architectures served as embedding models rather than LLMs.
 _EMBEDDING_TYPES = {"bert", "xlm-roberta", "roberta", "nomic_bert", "nomic-bert", "modernbert", "distilbert"}
@@ -90,8 +94,31 @@ def discover(
         found += [_ollama(model) for model in ollama_models(ollama)]
     unique: dict[str, Discovered] = {}
     for item in found:
-        unique.setdefault(item.model_id, item)
+        if _readable(item):
+            unique.setdefault(item.model_id, item)
     return list(unique.values())
+
+
+_unreadable: set[tuple[Path, int]] = set()  # logged once per file version
+
+
+def _readable(item: Discovered) -> bool:
+    """Whether a found GGUF file's header reads (any single-file model: `.gguf`, Ollama's blobs); a
+    malformed one is left out (and logged), so one bad file never fails a listing."""
+    if not item.path.is_file():
+        return True  # a model folder
+    try:
+        gguf_metadata(item.path)  # cached per file version
+        return True
+    except (OSError, ValueError, struct.error) as exc:
+        try:
+            version = (item.path, item.path.stat().st_mtime_ns)
+        except OSError:
+            version = (item.path, 0)
+        if version not in _unreadable:
+            _unreadable.add(version)
+            log.warning("not listing %s: %s", item.path, exc)
+        return False
 
 
 def _hf_cache(hub: Path) -> list[Discovered]:

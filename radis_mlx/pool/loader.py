@@ -64,6 +64,7 @@ class Loader:
             # Read from the model's files, so every engine picks the same tool-call format for a model.
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
+            engine.parse_special = entry.parse_special
             engine.reasoning = model_reasoning(entry, engine.chat_template)
         try:
             await engine.start()

@@ -96,8 +96,12 @@ class ModelPool:
         return self.catalog.get(model_id)
 
     def refresh(self) -> None:
-        """Pick up models that appeared on disk (pulls, mlx-lm downloads) and drop deleted ones."""
+        """Pick up models that appeared on disk (pulls, mlx-lm downloads) and drop deleted ones (blocking)."""
         self.catalog.refresh()
+
+    async def refresh_listing(self) -> None:
+        """What a listing calls: the disk rescanned off the event loop, at most every few seconds."""
+        await self.catalog.refresh_listing()
 
     def effective_ttl(self, slot: PoolSlot) -> float | None:
         """Idle seconds before unloading; None: never (pinned, or no TTL configured)."""
@@ -119,14 +123,19 @@ class ModelPool:
 
     @asynccontextmanager
     async def acquire(
-        self, model_id: str, *, ttl: float | None = None, unload_after: bool = False
+        self,
+        model_id: str,
+        *,
+        ttl: float | None = None,
+        generations: int = 1,
+        unload_after: bool = False,
     ) -> AsyncIterator[Engine]:
-        """Hold a loaded engine for the duration of one request; `ttl` sets its idle TTL from now on,
-        `unload_after` unloads it once the request (and any other on it) is done."""
+        """Hold a loaded engine for the duration of one request running `generations` at once; `ttl` sets
+        its idle TTL from now on, `unload_after` unloads it once the request (and any other on it) is done."""
         slot = self.get(model_id)
         if ttl is not None:
             slot.ttl = ttl
-        async with self.admission(slot.model_id).enter():  # 429/503 when the model is saturated
+        async with self.admission(slot.model_id).enter(generations):  # 429/503 when saturated
             engine = await self._ensure_loaded(slot)
             while slot.engine is not engine or slot.state is not ModelState.LOADED:
                 engine = await self._ensure_loaded(slot)  # evicted between its load and our resumption

@@ -23,16 +23,20 @@ from radis_mlx.generation.types import (
     message_with_parts,
 )
 from radis_mlx.schemas.common import (
+    MAX_TOOLS,
     BudgetTokens,
     ChoiceCount,
     MaxTokens,
+    Metadata,
     ReasoningEffort,
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    User,
     check_budget,
     output_grammar,
     template_switch,
+    template_variables,
     with_default_system,
 )
 
@@ -167,7 +171,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     max_completion_tokens: MaxTokens | None = None
     max_tokens: MaxTokens | None = None
     # Accepted and not used: nothing is stored and there is one service tier.
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     n: ChoiceCount = 1
     response_format: ResponseFormat | None = None
     service_tier: str | None = None
@@ -176,9 +180,9 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     stream_options: StreamOptions | None = None
     parallel_tool_calls: bool | None = None
     tool_choice: Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice | None = None
-    tools: list[ChatCompletionFunctionTool] | None = None
+    tools: Annotated[list[ChatCompletionFunctionTool], Meta(max_length=MAX_TOOLS)] | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
-    user: str | None = None
+    user: User | None = None
     reasoning_effort: ReasoningEffort | None = None
     # Extensions: variables for the chat template (vLLM's and llama.cpp's name), e.g. enable_thinking;
     # a reasoning budget in tokens (llama.cpp's names); the idle TTL (LM Studio).
@@ -213,7 +217,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
             tool_choice=self._tool_choice(),
             parallel_tool_calls=self.parallel_tool_calls is not False,
             reasoning=reasoning,
-            template_kwargs=dict(self.chat_template_kwargs or {}),
+            template_kwargs=template_variables(self.chat_template_kwargs, "chat_template_kwargs"),
             output_grammar=output_grammar(self.grammar),
         )
         check_tools(generation)

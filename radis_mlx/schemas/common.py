@@ -20,7 +20,17 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "
 BudgetTokens = Annotated[int, Meta(ge=0)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=128)]
 TtlSeconds = Annotated[int, Meta(ge=1)]
-Stop = str | list[str] | None
+# Bounds on what a request may list, checked as its body is decoded (a 400 naming the field, before any
+# work): OpenAI's where it has one (128 tools, metadata of 16 pairs of 64/512 characters).
+MAX_TOOLS = 128
+MAX_GENERATIONS = 128  # prompts × n in one request
+StopText = Annotated[str, Meta(max_length=512)]
+StopList = Annotated[list[StopText], Meta(max_length=16)]
+Stop = StopText | StopList | None
+Metadata = Annotated[
+    dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=512)]], Meta(max_length=16)
+]
+User = Annotated[str, Meta(max_length=256)]
 
 
 class StreamOptions(Struct, omit_defaults=True):
@@ -156,6 +166,23 @@ def template_switch(kwargs: dict[str, Any] | None, param: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise InvalidRequestError("enable_thinking must be true or false", param=f"{param}.enable_thinking")
     return value
+
+
+# apply_chat_template's own arguments: chat_template_kwargs are the template's variables, never these
+# (a client's `chat_template` would run its own Jinja on the engine's thread).
+_RENDER_ARGUMENTS = {
+    "conversation", "tools", "documents", "chat_template", "add_generation_prompt", "continue_final_message",
+    "tokenize", "padding", "truncation", "max_length", "return_tensors", "return_dict",
+    "return_assistant_tokens_mask", "tokenizer_kwargs", "messages",
+}  # fmt: skip
+
+
+def template_variables(kwargs: dict[str, Any] | None, param: str) -> dict[str, Any]:
+    """chat_template_kwargs as the template's variables; a renderer argument's name is a 400 naming it."""
+    for name in kwargs or {}:
+        if name in _RENDER_ARGUMENTS:
+            raise InvalidRequestError(f"{name} is not a template variable", param=f"{param}.{name}")
+    return dict(kwargs or {})
 
 
 def check_budget(budget: int | None, max_tokens: int | None, param: str) -> None:

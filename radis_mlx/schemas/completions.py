@@ -10,12 +10,14 @@ from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.types import GenerationRequest, TokenLogprob
 from radis_mlx.schemas.common import (
+    MAX_GENERATIONS,
     ChoiceCount,
     CompletionUsage,
     MaxTokens,
     SamplingFields,
     StreamOptions,
     TtlSeconds,
+    User,
     output_grammar,
     split_inputs,
 )
@@ -37,13 +39,20 @@ class CompletionRequest(SamplingFields, kw_only=True):
     stream_options: StreamOptions | None = None
     # Fill-in-the-middle: rendered with the model's FIM template in api/completions.py (model known there).
     suffix: str | None = None
-    user: str | None = None
+    user: User | None = None
     # Extension (LM Studio): seconds this model may stay loaded while idle, from this request on.
     ttl: TtlSeconds | None = None
 
     def prompts(self) -> list[str | list[int]]:
-        """One entry per prompt: text, or token ids."""
-        return split_inputs(self.prompt, "prompt", allow_empty_text=True)
+        """One entry per prompt: text, or token ids; at most MAX_GENERATIONS generations (prompts × n)."""
+        prompts = split_inputs(self.prompt, "prompt", allow_empty_text=True)
+        if len(prompts) * self.n > MAX_GENERATIONS:
+            raise InvalidRequestError(
+                f"{len(prompts)} prompts × n = {self.n} would be {len(prompts) * self.n} completions; "
+                f"a request may ask for at most {MAX_GENERATIONS}",
+                param="prompt",
+            )
+        return prompts
 
     def to_generation(self, prompt: str | list[int], defaults: SamplingDefaults) -> GenerationRequest:
         """The engine's view of this request for one prompt."""

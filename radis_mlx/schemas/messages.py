@@ -30,9 +30,11 @@ from radis_mlx.generation.types import (
 )
 from radis_mlx.generation.types import ToolChoice as EngineToolChoice
 from radis_mlx.schemas.common import (
+    MAX_TOOLS,
     BudgetTokens,
     MaxTokens,
     SamplingFields,
+    StopList,
     TtlSeconds,
     output_grammar,
     with_default_system,
@@ -122,7 +124,7 @@ class MessageCountTokensRequest(Struct, kw_only=True):
     system: str | list[TextBlock] | None = None
     thinking: ThinkingConfig | None = None
     tool_choice: ToolChoice | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
     output_config: OutputConfig | None = None
 
     def chat_messages(self) -> list[ChatMessage]:
@@ -181,10 +183,10 @@ class MessageCreateRequest(MessageCountTokensRequest, kw_only=True):
     max_tokens: MaxTokens
     # Accepted and not used (metadata.user_id is for Anthropic's abuse detection; context_management edits
     # Anthropic's server-side context, which the client resends anyway).
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[Annotated[str, Meta(max_length=64)], Any], Meta(max_length=16)] | None = None
     context_management: dict[str, Any] | None = None
     service_tier: str | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: StopList | None = None
     stream: bool = False
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None

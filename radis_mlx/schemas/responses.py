@@ -23,12 +23,15 @@ from radis_mlx.generation.types import (
     ToolDefinition,
 )
 from radis_mlx.schemas.common import (
+    MAX_TOOLS,
     MaxTokens,
+    Metadata,
     ReasoningEffort,
     SamplingFields,
     Temperature,
     TopP,
     TtlSeconds,
+    User,
     output_grammar,
     with_default_system,
 )
@@ -145,7 +148,7 @@ class ResponseCreateRequest(Struct, kw_only=True):
     instructions: str | None = None
     max_output_tokens: MaxTokens | None = None
     # Accepted and kept on the response; nothing else is done with them.
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
     # Accepted: the prompt cache is keyed on the tokens themselves, which covers what the key groups.
@@ -157,11 +160,13 @@ class ResponseCreateRequest(Struct, kw_only=True):
     temperature: Temperature | None = None
     text: TextConfig | None = None
     tool_choice: ToolChoiceOption = "auto"
-    tools: list[FunctionTool | CustomTool | WebSearchTool] = msgspec.field(default_factory=list)
+    tools: Annotated[list[FunctionTool | CustomTool | WebSearchTool], Meta(max_length=MAX_TOOLS)] = (
+        msgspec.field(default_factory=list)
+    )
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     top_p: TopP | None = None
     truncation: Literal["auto", "disabled"] = "disabled"
-    user: str | None = None
+    user: User | None = None
     # Extensions: a grammar over the whole output (llguidance's Lark, llama-server's field), and the idle
     # TTL (LM Studio): seconds this model may stay loaded while idle, from this request on.
     grammar: str | None = None

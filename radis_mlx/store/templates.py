@@ -88,3 +88,17 @@ def _tokenizer_json_tokens(path: Path) -> set[str]:
     # BPE/WordPiece vocabularies are {text: id}; Unigram (SentencePiece) ones are [[text, score], ...].
     pieces = vocab if isinstance(vocab, dict) else [item[0] for item in vocab]
     return found | (FIM_TOKENS & set(pieces))
+
+
+_TOKEN_TYPES_KEY = "tokenizer.ggml.token_type"
+_CONTROL = 3  # llama.cpp's LLAMA_TOKEN_TYPE_CONTROL: what its parse_special turns text into
+
+
+def control_tokens(path: Path) -> list[str]:
+    """The text of a GGUF's control tokens (`<|im_start|>`, `<|eot_id|>` ...); [] when unreadable."""
+    try:
+        meta = gguf_metadata(path, arrays=[_TOKENS_KEY, _TOKEN_TYPES_KEY])
+    except (OSError, ValueError, struct.error):
+        return []
+    tokens, types = meta.get(_TOKENS_KEY, []), meta.get(_TOKEN_TYPES_KEY, [])
+    return [token for token, kind in zip(tokens, types, strict=False) if kind == _CONTROL]

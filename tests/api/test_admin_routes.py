@@ -64,3 +64,40 @@ async def test_loaded_models_report_their_queue(client):
     await client.post("/api/v0/models/load", json={"model": "fake"})
     loaded = (await client.get("/api/v0/models/loaded")).json()["data"][0]
     assert loaded["queued_requests"] == 0 and loaded["active_requests"] == 0
+
+
+async def test_a_pull_whose_client_leaves_stops_downloading(tmp_path):
+    """Closing the pull's event stream (what Litestar does when its client disconnects) cancels it."""
+    import asyncio
+    import threading
+
+    from radis_mlx.api.admin import _pull_events
+    from radis_mlx.config import Config
+    from radis_mlx.pool import ModelPool
+    from tests.support.fakes import FakeEngine
+
+    async def factory(model_id, entry):
+        return FakeEngine()
+
+    pool = ModelPool(Config(), factory=factory)
+    seen: list[bool] = []
+    downloading = threading.Event()
+
+    def slow_download(source, progress=None, cancel=None):
+        downloading.set()
+        seen.append(cancel is not None and cancel.wait(10))
+        raise RuntimeError("cancelled")
+
+    pool.store.materialize = slow_download
+    events = _pull_events(pool, "hf:org/repo/model.gguf")
+    assert b'"pulling"' in await anext(events)
+    waiting = asyncio.ensure_future(anext(events))
+    assert await asyncio.to_thread(downloading.wait, 5)
+    waiting.cancel()  # the client went away
+    await asyncio.gather(waiting, return_exceptions=True)
+    await events.aclose()
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.05)
+    assert seen == [True]

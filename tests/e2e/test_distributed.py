@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 from openai import OpenAI
 
@@ -161,6 +162,19 @@ def test_models_and_management_api_show_the_group(running, client):
     loaded = httpx.get(f"{running.base}/api/v0/models/loaded").json()["data"]
     mine = next(m for m in loaded if m["id"] == PIPELINE)
     assert mine["details"]["rank_pids"] == details["rank_pids"]
+
+
+def test_rank_0s_api_is_no_side_door(client):
+    """Rank 0's loopback API serves only the radis-mlx server, which holds the group's secret."""
+    completion(client, PIPELINE, max_tokens=1)
+    _, ranks = group_pids(client, PIPELINE)
+    argv = psutil.Process(ranks[0]).cmdline()
+    base = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    assert httpx.get(f"{base}/health", trust_env=False).status_code == 200
+    assert httpx.get(f"{base}/info", trust_env=False).status_code == 401
+    generate = httpx.post(f"{base}/generate", content=b'[{"prompt": "hi"}, null]', trust_env=False)
+    assert generate.status_code == 401
+    assert completion(client, PIPELINE, max_tokens=2)[2] == 2  # and the group still serves the server
 
 
 def cpu_seconds(pid: int) -> float:

@@ -29,6 +29,29 @@ def test_json_schema_output_parses_and_validates(client, model):
     jsonschema_rs.validate(CITY, json.loads(reply.choices[0].message.content))
 
 
+PARIS = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20}, "population": {"type": "integer"}},
+    "required": ["name", "population"],
+    "additionalProperties": False,
+}
+
+
+def test_an_unbounded_integer_stays_finite(client, model):
+    """The starter model, left alone, writes "population": 1111… until max_tokens cuts the JSON."""
+    reply = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        temperature=0,
+        max_tokens=48,
+        response_format=json_schema_format(PARIS),
+    )
+    assert reply.choices[0].finish_reason == "stop", reply.choices[0].message.content
+    answer = json.loads(reply.choices[0].message.content)
+    jsonschema_rs.validate(PARIS, answer)
+    assert len(str(abs(answer["population"]))) <= 16
+
+
 def test_json_schema_streaming_and_sampled(client, model):
     chunks = client.chat.completions.create(
         model=model,

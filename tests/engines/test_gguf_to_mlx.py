@@ -100,6 +100,7 @@ def test_second_call_uses_cache(
     assert time.perf_counter() - started < 0.5
     assert again == converted
     assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (converted / "source.txt").read_text() == str(smollm_gguf.absolute())  # whose it is, for `rm`
 
 
 def _write_gguf(path: Path, arch: str, tensor: np.ndarray, raw_dtype=None) -> Path:

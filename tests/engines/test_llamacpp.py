@@ -265,3 +265,23 @@ async def test_the_childs_ram_prompt_cache_stays_within_the_prompt_cache_bound(s
         assert grown < 16 + 40, f"the child grew {grown:.0f} MiB"
     finally:
         await engine.close()
+
+
+async def test_special_token_text_in_messages_is_text_unless_parse_special(engine, smollm_gguf):
+    """The chat prompt goes through /completion with the user's `<|im_start|>` as text token ids;
+    `parse_special = true` (the models.toml switch) makes it the control token again."""
+
+    async def prompt_tokens(target, content: str) -> int:
+        request = GenerationRequest(messages=[ChatMessage("user", content)], max_tokens=1, sampling=GREEDY)
+        return (await run(target, request))[1].prompt_tokens
+
+    plain = await prompt_tokens(engine, "Say A")
+    assert await prompt_tokens(engine, "Say A<|im_start|>") - plain == 7
+    settings = LlamaCppSettings(cache_prompt=False, parallel=1)
+    special = LlamaCppEngine("smollm2", smollm_gguf, context_length=256, settings=settings)
+    special.parse_special = True
+    await special.start()
+    try:
+        assert await prompt_tokens(special, "Say A<|im_start|>") - plain == 1
+    finally:
+        await special.close()

@@ -82,6 +82,37 @@ async def test_a_cancelled_waiter_frees_its_place_in_the_queue():
     assert entered == [0, 2] and gate.stats.in_service == 0
 
 
+async def hold_many(
+    gate: Admission, generations: int, release: asyncio.Event, log: list[int], index: int
+) -> None:
+    async with gate.enter(generations):
+        log.append(index)
+        await release.wait()
+
+
+async def test_a_request_takes_a_place_per_generation_and_keeps_its_turn():
+    gate = Admission("m", limit=4, max_queue=8, timeout=5)
+    release, entered = asyncio.Event(), []
+    first = asyncio.create_task(hold_many(gate, 3, release, entered, 0))
+    await asyncio.sleep(0.01)
+    # 3 of 4 places taken: a request of 2 generations waits, and a single one behind it does not overtake.
+    big = asyncio.create_task(hold_many(gate, 2, release, entered, 1))
+    small = asyncio.create_task(hold_many(gate, 1, release, entered, 2))
+    await asyncio.sleep(0.01)
+    assert entered == [0] and gate.stats.in_service == 3 and gate.stats.queued == 2
+    release.set()
+    await asyncio.gather(first, big, small)
+    assert entered == [0, 1, 2] and gate.stats.in_service == 0 and gate.stats.queued == 0
+    # More generations than the model's limit take the whole model, not more (else they never enter).
+    release.clear()
+    huge = asyncio.create_task(hold_many(gate, 128, release, entered, 3))
+    await asyncio.sleep(0.01)
+    assert entered[-1] == 3 and gate.stats.in_service == 4
+    release.set()
+    await huge
+    assert gate.stats.in_service == 0
+
+
 async def test_defaults_follow_the_engine():
     config = Config(engines=EngineSettings(llamacpp=LlamaCppSettings(parallel=3)))
     gguf = ModelEntry(source="pypi:x/y/model.gguf", engine="llamacpp")

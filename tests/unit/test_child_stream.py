@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from radis_mlx.engines.child.engine import ChildEngine
 from radis_mlx.engines.child.stream import ChildConnectionError, post_stream
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -176,3 +177,39 @@ def test_leaving_early_closes_the_connection(run: Callable[[Awaitable[Any]], Any
         return bool(await _serve(handler, scenario))
 
     assert run(scenario_with_server())
+
+
+def test_an_engine_opens_no_more_streams_than_its_childs_slots(run: Callable[[Awaitable[Any]], Any]) -> None:
+    """Many generations at once wait for a free connection: the child never sees more than its slots,
+    and each request carries the child's secret."""
+    open_now, most, heads = 0, 0, []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        heads.append(await _read_request(reader))
+        await asyncio.sleep(0.02)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        open_now -= 1
+
+    class Child(ChildEngine):
+        async def start(self) -> None: ...
+
+        async def generate(self, request: Any) -> Any: ...
+
+    async def scenario(port: int) -> list[bytes]:
+        engine = Child("fake child", connections=3)
+        engine.child.port = port
+        engine.child.process = type("Alive", (), {"returncode": None, "pid": 1})()  # type: ignore[assignment]
+
+        async def one() -> bytes:
+            async with engine._post_stream("/completion", b"{}") as response:
+                return await response.read()
+
+        return await asyncio.gather(*(one() for _ in range(20)))
+
+    assert run(_serve(handler, scenario)) == [b"ok"] * 20
+    assert most == 3
+    assert all(b"Authorization: Bearer " in head for head in heads)

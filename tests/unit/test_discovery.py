@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 
+import msgspec
 import pytest
 
 from radis_mlx.config import Config, ModelEntry, PoolSettings, ServerSettings
@@ -135,3 +137,100 @@ async def test_rm_refuses_files_outside_the_caches(tmp_path):
     with pytest.raises(ModelLoadError, match="refusing"):
         pool.store.delete(model, tmp_path / "hub")
     assert model.exists()
+
+
+def crafted_gguf(path, depth=100_000):
+    """A GGUF whose one key holds arrays nested `depth` deep (each level: type array, one item)."""
+    key = b"crafted.nested"
+    nested = struct.pack("<IQ", 9, 1) * depth + struct.pack("<IQ", 4, 0)
+    field = struct.pack("<Q", len(key)) + key + struct.pack("<I", 9) + nested
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + field)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda p: crafted_gguf(p),  # arrays nested 100 000 deep: the recursive reader's RecursionError
+        lambda p: p.write_bytes(
+            b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**62)
+        ),  # a key past the end
+        lambda p: p.write_bytes(  # 2**40 strings promised by a 40-byte file
+            b"GGUF"
+            + struct.pack("<IQQ", 3, 0, 1)
+            + struct.pack("<Q", 1)
+            + b"k"
+            + struct.pack("<IIQ", 9, 8, 2**40)
+        ),
+        lambda p: p.write_bytes(b"GGUF"),
+    ],
+)
+def test_a_malformed_gguf_header_is_a_value_error(tmp_path, body):
+    from radis_mlx.store.gguf import gguf_metadata
+
+    path = tmp_path / "bad.gguf"
+    body(path)
+    with pytest.raises((ValueError, struct.error)):
+        gguf_metadata(path, arrays=["crafted.nested", "k"])
+    with pytest.raises((ValueError, struct.error)):
+        gguf_metadata(path)
+
+
+async def test_a_malformed_gguf_is_left_out_of_listings_with_a_logged_reason(tmp_path, monkeypatch, caplog):
+    from click.testing import CliRunner
+    from litestar.testing import AsyncTestClient
+
+    from radis_mlx.app import create_app
+    from radis_mlx.cli.main import main
+
+    offline_hub(monkeypatch, tmp_path / "hub")
+    (tmp_path / "ggufs").mkdir()
+    gguf_file(tmp_path / "ggufs" / "good.gguf")
+    crafted_gguf(tmp_path / "ggufs" / "crafted.gguf")
+    pool = make_pool(tmp_path, model_dirs=["ggufs"])
+    assert [s.model_id for s in pool.slots()] == ["good"]
+    assert "not listing" in caplog.text and "crafted.gguf" in caplog.text
+    config = pool.config
+    app = create_app(
+        msgspec.structs.replace(
+            config, server=msgspec.structs.replace(config.server, allowed_hosts=["testserver.local"])
+        ),
+        pool,
+    )
+    async with AsyncTestClient(app=app) as client:
+        for path in ("/v1/models", "/api/v0/models"):
+            listing = await client.get(path)
+            assert listing.status_code == 200 and [m["id"] for m in listing.json()["data"]] == ["good"]
+    toml = tmp_path / "models.toml"
+    toml.write_text(f'[server]\ncache_dir = "{tmp_path / "cache"}"\n\n[pool]\nmodel_dirs = ["ggufs"]\n')
+    listed = CliRunner().invoke(main, ["ls", "--json", "--config", str(toml)])
+    assert listed.exit_code == 0, listed.output
+    assert [m["id"] for m in json.loads(listed.output)] == ["good"]
+
+
+async def test_listings_scan_the_disk_in_a_worker_thread_at_most_every_few_seconds(tmp_path, monkeypatch):
+    import threading
+
+    from radis_mlx.pool import catalog
+
+    offline_hub(monkeypatch, tmp_path / "hub")
+    (tmp_path / "ggufs").mkdir()
+    pool = make_pool(tmp_path, model_dirs=["ggufs"])
+    scans: list[str] = []
+    real = catalog.discover
+
+    def counted(*args, **kwargs):
+        scans.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "discover", counted)
+    monkeypatch.setattr(catalog, "SCAN_SECONDS", 0.3)
+    pool.catalog._scanned = float("-inf")
+    gguf_file(tmp_path / "ggufs" / "new.gguf")
+    for _ in range(5):
+        await pool.refresh_listing()
+    assert len(scans) == 1 and scans[0] != threading.main_thread().name
+    assert [s.model_id for s in pool.slots()] == ["new"]
+    time.sleep(0.35)
+    await pool.refresh_listing()
+    assert len(scans) == 2

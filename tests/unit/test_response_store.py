@@ -30,14 +30,34 @@ def test_pop_removes():
 
 
 def test_conversations_with_images_are_also_bounded_by_their_bytes():
-    store = ResponseStore(image_bytes=250)
-    picture = ImageInput("data:", "input[0]", data=b"x" * 100, digest="d")
+    store = ResponseStore(max_bytes=250_000)
+    picture = ImageInput("data:", "input[0]", data=b"x" * 100_000, digest="d")
     seen = [message_with_parts("user", [picture, "look"])]
     store.keep(response("a"), seen)
     store.keep(response("b"), seen)
     assert store.get("a") is not None and store.get("b") is not None
-    store.keep(response("c"), seen)  # 300 bytes held: the least recently used goes
+    store.keep(response("c"), seen)  # ~300 KB held: the least recently used goes
     assert store.get("a") is None and store.get("c").history[0].images == [picture]
     store.pop("b")
     store.keep(response("d"), seen)
     assert store.get("c") is not None and store.get("d") is not None
+
+
+def test_the_store_is_bounded_by_bytes_too():
+    """1 000 responses of ~1 MB each would be a GB; the byte budget keeps the newest that fit."""
+    store = ResponseStore(limit=1000, max_bytes=10 * 2**20)
+    big = "x" * 2**20
+    for index in range(1000):
+        store.keep(response(f"r{index}"), [ChatMessage("user", big)])
+        assert store.bytes <= store.max_bytes
+    kept = [f"r{index}" for index in range(1000) if store.get(f"r{index}") is not None]
+    assert kept == [f"r{index}" for index in range(991, 1000)]
+    store.pop("r999")
+    assert store.bytes == sum(s.size for s in store._items.values())
+
+
+def test_a_response_bigger_than_the_whole_budget_is_not_kept():
+    store = ResponseStore(max_bytes=1000)
+    store.keep(response("small"), [ChatMessage("user", "hi")])
+    store.keep(response("huge"), [ChatMessage("user", "x" * 5000)])
+    assert store.get("huge") is None and store.get("small") is not None

@@ -17,7 +17,7 @@ from litestar.response import Stream
 
 from radis_mlx.api.body import decode_body
 from radis_mlx.api.errors import ANTHROPIC_PREFIX, error_body, stream_failure
-from radis_mlx.api.run import open_stream, run_collected
+from radis_mlx.api.run import converted, open_stream, run_collected
 from radis_mlx.api.signing import ReasoningSeal
 from radis_mlx.api.sse import named_event, sse_response
 from radis_mlx.errors import EngineError, InvalidRequestError
@@ -57,7 +57,9 @@ async def create_message(
 ) -> Message | Stream:
     body = decode_body(await request.body(), MessageCreateRequest)
     _open_thinking(body, seal)
-    generation = body.to_generation(pool.get(body.model).entry.defaults)
+    defaults = pool.get(body.model).entry.defaults
+    compiles = bool(body.tools) or body.output_config is not None or body.grammar is not None
+    generation = await converted(lambda: body.to_generation(defaults), compiles=compiles)
     omitted = body.thinking is not None and body.thinking.display == "omitted"
     if body.stream:
         stack, _, first = await open_stream(pool, body.model, body.ttl, generation)
@@ -91,7 +93,7 @@ async def count_message_tokens(
     _open_thinking(body, seal)
     pool.get(body.model)
     # Engines expose no tokenizer call; a one-token generation reports the templated prompt's length.
-    generation = body.generation(max_tokens=1)
+    generation = await converted(lambda: body.generation(max_tokens=1), compiles=bool(body.tools))
     (outcome,) = await run_collected(pool, body.model, None, [generation])
     return MessageTokensCount(_Usage(pool, body.model).scaled(outcome.prompt_tokens))
 

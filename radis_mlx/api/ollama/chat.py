@@ -18,6 +18,7 @@ from litestar.response import Stream
 from radis_mlx.api.body import decode_body
 from radis_mlx.api.errors import ndjson_error
 from radis_mlx.api.ollama.run import Prepare, Run, line, load_or_unload, ndjson_response, resolve, start_run
+from radis_mlx.api.run import converted
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.fim import fill_in_middle
 from radis_mlx.generation.runner import Outcome, collect
@@ -60,7 +61,8 @@ async def ollama_chat(request: Request, pool: NamedDependency[ModelPool]) -> Cha
     if not body.messages:
         reason = await load_or_unload(pool, slot, keep_alive)
         return _ChatChunks(body.model).done(reason, {})
-    generation = body.to_generation(slot.entry.defaults)
+    compiles = bool(body.tools) or body.format is not None  # tool and format schemas compile grammars
+    generation = await converted(lambda: body.to_generation(slot.entry.defaults), compiles=compiles)
     prepare = _checked(body.model, body.thinks)
     return await _respond(pool, slot, keep_alive, generation, body.stream, _ChatChunks(body.model), prepare)
 
@@ -79,7 +81,8 @@ async def ollama_generate(request: Request, pool: NamedDependency[ModelPool]) ->
     if not body.prompt and not body.suffix:
         reason = await load_or_unload(pool, slot, keep_alive)
         return _GenerateChunks(body.model).done(reason, {})
-    generation = body.to_generation(slot.entry.defaults)
+    compiles = body.format is not None
+    generation = await converted(lambda: body.to_generation(slot.entry.defaults), compiles=compiles)
     prepare = _checked(body.model, body.thinks, body.suffix)
     return await _respond(
         pool, slot, keep_alive, generation, body.stream, _GenerateChunks(body.model), prepare

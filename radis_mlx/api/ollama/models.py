@@ -65,7 +65,7 @@ async def ollama_version(pool: NamedDependency[ModelPool]) -> VersionResponse:
 
 @get("/api/tags", summary="List models (Ollama)", tags=TAGS, opt=OPT)
 async def ollama_tags(pool: NamedDependency[ModelPool]) -> ListResponse:
-    pool.refresh()
+    await pool.refresh_listing()
     return ListResponse([_listed(pool, slot) for slot in pool.slots()])
 
 

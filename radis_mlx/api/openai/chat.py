@@ -11,7 +11,7 @@ from litestar.response import Stream
 
 from radis_mlx.api.body import decode_body, new_id
 from radis_mlx.api.errors import sse_error
-from radis_mlx.api.run import open_stream, run_collected
+from radis_mlx.api.run import converted, open_stream, run_collected
 from radis_mlx.api.sse import SSE_DONE, sse, sse_response
 from radis_mlx.generation.runner import Generate, choice_requests
 from radis_mlx.generation.types import GenerationChunk, GenerationRequest
@@ -41,7 +41,11 @@ async def create_chat_completion(
     request: Request, pool: NamedDependency[ModelPool]
 ) -> ChatCompletion | Stream:
     body = decode_body(await request.body(), ChatCompletionRequest)
-    generations = choice_requests(body.to_generation(pool.get(body.model).entry.defaults), body.n)
+    defaults = pool.get(body.model).entry.defaults
+    compiles = bool(body.tools) or body.response_format is not None or body.grammar is not None
+    generations = choice_requests(
+        await converted(lambda: body.to_generation(defaults), compiles=compiles), body.n
+    )
     if body.stream:
         stack, generate, first = await open_stream(pool, body.model, body.ttl, generations[0])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

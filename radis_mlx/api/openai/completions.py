@@ -13,6 +13,7 @@ from litestar.response import Stream
 from radis_mlx.api.body import decode_body, new_id
 from radis_mlx.api.errors import sse_error
 from radis_mlx.api.metrics import count_generated_tokens
+from radis_mlx.api.run import converted
 from radis_mlx.api.sse import SSE_DONE, sse, sse_response, started
 from radis_mlx.generation.fim import fill_in_middle
 from radis_mlx.generation.runner import Generate, choice_requests, collect_all, generate_until
@@ -34,10 +35,15 @@ async def create_completion(request: Request, pool: NamedDependency[ModelPool]) 
     defaults = pool.get(body.model).entry.defaults
     prompts = body.prompts()
     # Choice index = prompt index * n + choice, as OpenAI numbers them.
-    generations = [g for p in prompts for g in choice_requests(body.to_generation(p, defaults), body.n)]
+    generations = await converted(
+        lambda: [g for p in prompts for g in choice_requests(body.to_generation(p, defaults), body.n)],
+        compiles=body.grammar is not None,  # a grammar is checked once per prompt
+    )
     stack = AsyncExitStack()
     try:
-        engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl))
+        # A stream runs its generations one after another; otherwise they all run at once.
+        at_once = 1 if body.stream else len(generations)
+        engine = await stack.enter_async_context(pool.acquire(body.model, ttl=body.ttl, generations=at_once))
         if body.suffix:
             # Whether the model can fill in the middle is known only now; the echo stays the prompt.
             generations = [

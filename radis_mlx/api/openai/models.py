@@ -33,7 +33,7 @@ def describe(pool: ModelPool, slot: PoolSlot) -> Model:
 
 @get("/v1/models", summary="List models", tags=["OpenAI"])
 async def list_models(pool: NamedDependency[ModelPool]) -> ModelList:
-    pool.refresh()
+    await pool.refresh_listing()
     return ModelList(data=[describe(pool, slot) for slot in pool.slots()])
 
 

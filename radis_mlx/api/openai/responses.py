@@ -20,7 +20,7 @@ from radis_mlx.api.body import decode_body
 from radis_mlx.api.errors import stream_failure
 from radis_mlx.api.openai.response_events import OutputShape, ResponseEvents, output_items
 from radis_mlx.api.openai.response_store import ResponseStore, Stored
-from radis_mlx.api.run import open_stream, run_collected
+from radis_mlx.api.run import converted, open_stream, run_collected
 from radis_mlx.api.signing import ReasoningSeal
 from radis_mlx.api.sse import SSE_HEADERS, named_event, sse_response
 from radis_mlx.errors import ContextLengthExceeded, EngineError, InvalidRequestError, NotFoundError
@@ -59,7 +59,9 @@ async def create_response(
 ) -> Response | Stream:
     body = decode_body(await request.body(), ResponseCreateRequest)
     history = _history(responses, body.previous_response_id)
-    generation = body.to_generation(history, pool.get(body.model).entry.defaults, seal.open)
+    defaults = pool.get(body.model).entry.defaults
+    compiles = bool(body.tools) or body.text is not None or body.grammar is not None
+    generation = await converted(lambda: body.to_generation(history, defaults, seal.open), compiles=compiles)
     shape = OutputShape(
         seal,
         body.includes("reasoning.encrypted_content"),

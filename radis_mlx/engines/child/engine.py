@@ -7,7 +7,9 @@ when the exit watcher has not run yet, so the model is marked unloaded and resta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 
@@ -27,11 +29,25 @@ class ChildEngine(Engine):
     # What the 503 calls the child: "the llama.cpp process", "the distributed group".
     child_noun = "the child process"
 
-    def __init__(self, child_name: str, *, process_group: bool = False, stdin_pipe: bool = False) -> None:
+    def __init__(
+        self, child_name: str, *, process_group: bool = False, stdin_pipe: bool = False, connections: int = 4
+    ) -> None:
         self.child = ChildProcess(
             child_name, on_exit=self._child_exited, process_group=process_group, stdin_pipe=stdin_pipe
         )
         self._client: httpx.AsyncClient | None = None
+        # Streams open to the child at once (its slots): 1 500 prompts must not open 1 500 sockets.
+        self._streams = asyncio.Semaphore(connections)
+
+    def _new_client(self, timeout: httpx.Timeout, limits: httpx.Limits | None = None) -> httpx.AsyncClient:
+        """The httpx client for the child's other calls: its secret, never a proxy from the environment."""
+        return httpx.AsyncClient(
+            base_url=self.child.base_url,
+            headers=self.child.auth_headers,
+            trust_env=False,
+            timeout=timeout,
+            limits=limits or httpx.Limits(),
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -43,11 +59,14 @@ class ChildEngine(Engine):
             raise self._unavailable(None)
         return self._client
 
-    async def _post_stream(self, path: str, body: bytes) -> ChildResponse:
-        """A streamed POST to the child (the per-token hop); use the result with `async with`."""
-        if not self.child.alive:
-            raise self._unavailable(None)
-        return await post_stream(self.child.port, path, body)
+    @asynccontextmanager
+    async def _post_stream(self, path: str, body: bytes) -> AsyncIterator[ChildResponse]:
+        """A streamed POST to the child (the per-token hop), waiting for a free connection first."""
+        async with self._streams:
+            if not self.child.alive:
+                raise self._unavailable(None)
+            async with await post_stream(self.child.port, path, body, self.child.secret) as response:
+                yield response
 
     def _unavailable(self, exc: BaseException | None) -> EngineUnavailableError:
         if not self.child.alive and self.on_exit is not None:

@@ -140,17 +140,19 @@ class ChildResponse(asyncio.Protocol):
         self._wake()
 
 
-async def post_stream(port: int, path: str, body: bytes) -> ChildResponse:
-    """Send `body` as a JSON POST to 127.0.0.1:`port`; use the result with `async with`."""
+async def post_stream(port: int, path: str, body: bytes, secret: str = "") -> ChildResponse:
+    """Send `body` as a JSON POST to 127.0.0.1:`port` (with the child's secret); use the result with
+    `async with`."""
     loop = asyncio.get_running_loop()
     try:
         connecting = loop.create_connection(ChildResponse, "127.0.0.1", port)
         transport, response = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise ChildConnectionError(f"cannot connect to the child on port {port}: {exc}") from exc
+    auth = f"Authorization: Bearer {secret}\r\n" if secret else ""
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{auth}Content-Length: {len(body)}\r\n\r\n"
     )
     transport.write(head.encode() + body)
     return response

@@ -3,6 +3,10 @@
 A child gets a free loopback port, a start deadline and health polling that notices early death
 (with the tail of its stderr in the error). Once up, a watcher reports an unexpected exit through
 `on_exit`. Stopping is terminate → wait → kill, so no child outlives its engine.
+
+Each child also gets a random secret that only this process knows: the engine hands it over by the
+environment or the stdin pipe (never argv, which `ps` shows), the child refuses requests without it,
+and `auth_headers` carries it. Anyone else who finds the port reaches nothing but /health.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import time
@@ -53,6 +58,7 @@ class ChildProcess:
         # A pipe we hold open instead of /dev/null (always readable: a child polling its stdin would spin).
         self.stdin_pipe = stdin_pipe
         self.port = 0
+        self.secret = secrets.token_urlsafe(32)
         self.process: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,18 +76,33 @@ class ChildProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What a request to the child carries so the child serves it."""
+        return {"Authorization": f"Bearer {self.secret}"}
+
     def stderr_tail(self, lines: int = 20) -> str:
         """The last lines the child wrote to stderr."""
         return "\n".join(list(self._stderr)[-lines:])
 
     async def start(
-        self, argv_for_port: Callable[[int], Sequence[str]], *, timeout: float, attempts: int = 3
+        self,
+        argv_for_port: Callable[[int], Sequence[str]],
+        *,
+        timeout: float,
+        attempts: int = 3,
+        secret_env: str | None = None,
     ) -> None:
-        """Start the child and wait until /health answers; retry on a port collision."""
+        """Start the child and wait until /health answers; retry on a port collision.
+
+        The secret goes to the child in the environment variable `secret_env`, or else (with
+        stdin_pipe) as the first line on its stdin.
+        """
+        env = {**os.environ, secret_env: self.secret} if secret_env else None
         for attempt in range(1, attempts + 1):
             self.port = free_port()
             try:
-                await self._start_once(list(argv_for_port(self.port)), timeout)
+                await self._start_once(list(argv_for_port(self.port)), timeout, env)
                 return
             except ModelLoadError:
                 if attempt < attempts and _PORT_IN_USE.search(self.stderr_tail()):
@@ -89,7 +110,7 @@ class ChildProcess:
                     continue
                 raise
 
-    async def _start_once(self, argv: list[str], timeout: float) -> None:
+    async def _start_once(self, argv: list[str], timeout: float, env: dict[str, str] | None) -> None:
         self._stderr.clear()
         self.process = await asyncio.create_subprocess_exec(
             *argv,
@@ -97,7 +118,10 @@ class ChildProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=self.process_group,
+            env=env,
         )
+        if env is None and self.stdin_pipe:
+            self.write_stdin(self.secret.encode() + b"\n")
         log.info("%s: started pid %d on port %d", self.name, self.process.pid, self.port)
         reader = asyncio.create_task(self._read_stderr(self.process))
         try:
@@ -111,7 +135,8 @@ class ChildProcess:
     async def _wait_healthy(self, timeout: float) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        # Loopback only: never through a proxy from the environment (HTTP_PROXY, ALL_PROXY).
+        async with httpx.AsyncClient(timeout=1.0, trust_env=False, headers=self.auth_headers) as client:
             while True:
                 if self.process.returncode is not None:
                     raise ModelLoadError(self._failure(f"exited with code {self.process.returncode}"))

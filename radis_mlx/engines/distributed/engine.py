@@ -146,7 +146,7 @@ class MlxDistributedEngine(ChildEngine):
         self._folder = await asyncio.to_thread(self._mlx_folder)
         await asyncio.to_thread(check_strategy, self._folder, self.settings.strategy, len(self.hosts))
         await self.child.start(self.launch_argv, timeout=self.settings.start_timeout)
-        self._client = httpx.AsyncClient(base_url=self.child.base_url, timeout=httpx.Timeout(30.0, read=None))
+        self._client = self._new_client(timeout=httpx.Timeout(30.0, read=None))
         try:
             info = (await self._client.get("/info")).json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -184,9 +184,9 @@ class MlxDistributedEngine(ChildEngine):
         return str(response.json()["content"])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        body = msgspec.json.encode((request, self.chat_template))
+        body = msgspec.json.encode((request, self.chat_template, self.parse_special))
         try:
-            async with await self._post_stream("/generate", body) as response:
+            async with self._post_stream("/generate", body) as response:
                 async for line in response.lines():
                     if line.startswith(b'{"error"'):
                         raise _rank_error(json.loads(line)["error"])

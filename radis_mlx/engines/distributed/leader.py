@@ -80,7 +80,7 @@ class Leader:
             raise InvalidRequestError(
                 "logprobs are not supported on distributed models yet", param="logprobs"
             )
-        prompt = prompt_tokens(self.tokenizer, request, job.chat_template)
+        prompt = prompt_tokens(self.tokenizer, request, job.chat_template, job.parse_special)
         if request.max_tokens is not None and request.max_tokens < 1:
             # mlx-lm would raise only after the group has started the request
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")

@@ -3,6 +3,8 @@
 Every rank loads its shard with mlx-lm (`sharded_load` for tensor parallelism, the pipeline split for
 pipeline parallelism) and joins the mx.distributed group. Rank 0 alone serves a small loopback HTTP API
 to the radis-mlx server (see engine.py) and does all the request logic; the other ranks follow.
+The group's secret arrives as the first line on stdin (never argv): rank 0's API wants it on every
+request but /health, and followers prove it to rank 0's doorbell.
 
 Every rank must issue the same collectives in the same order, so rank 0 broadcasts (as all_sum over
 zeros from the followers) a header per request, then the prompt tokens; during generation it samples
@@ -13,6 +15,7 @@ whether to go on. Followers therefore need no tokenizer, sampler or stop logic, 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import os
@@ -27,7 +30,7 @@ from typing import Any
 import msgspec
 
 from radis_mlx.engines.child.watchdog import die_with_parent, watch_parent
-from radis_mlx.engines.distributed.doorbell import Bell, Doorbell, leader_address
+from radis_mlx.engines.distributed.doorbell import Bell, Doorbell, leader_address, read_secret
 from radis_mlx.engines.distributed.wire import GENERATE, HEADER, Job, control, share
 from radis_mlx.generation.types import GenerationRequest
 
@@ -138,19 +141,32 @@ class ControlHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection; the stream ends when we close it
     rank: Rank
     jobs: queue.SimpleQueue[Job | None]
+    secret: str
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
 
+    def _authorized(self) -> bool:
+        """The server's secret in `Authorization: Bearer` (else a 401 is sent)."""
+        offered = (self.headers.get("Authorization") or "").removeprefix("Bearer ").encode()
+        if self.secret and hmac.compare_digest(offered, self.secret.encode()):
+            return True
+        self._reply({"error": "unauthorized"}, 401)
+        return False
+
     def do_GET(self) -> None:
         if self.path == "/health":
             self._reply({"status": "ok"})
+        elif not self._authorized():
+            return
         elif self.path == "/info":
             self._reply(self.rank.info)
         else:
             self._reply({"error": "not found"}, 404)
 
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path == "/detokenize":
             tokens = msgspec.json.decode(body, type=list[int])
@@ -159,8 +175,10 @@ class ControlHandler(BaseHTTPRequestHandler):
         if self.path != "/generate":
             self._reply({"error": "not found"}, 404)
             return
-        request, template = msgspec.json.decode(body, type=tuple[GenerationRequest, str | None])
-        job = Job(request, template)
+        request, template, parse_special = msgspec.json.decode(
+            body, type=tuple[GenerationRequest, str | None, bool]
+        )
+        job = Job(request, template, parse_special)
         self.jobs.put(job)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
@@ -185,9 +203,9 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve_control(rank: Rank, port: int, jobs: queue.SimpleQueue[Job | None]) -> None:
-    """Rank 0's HTTP API on 127.0.0.1:port, in background threads."""
-    handler = type("Handler", (ControlHandler,), {"rank": rank, "jobs": jobs})
+def serve_control(rank: Rank, port: int, jobs: queue.SimpleQueue[Job | None], secret: str) -> None:
+    """Rank 0's HTTP API on 127.0.0.1:port, in background threads; requests must carry `secret`."""
+    handler = type("Handler", (ControlHandler,), {"rank": rank, "jobs": jobs, "secret": secret})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="control-http", daemon=True).start()
@@ -229,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     from radis_mlx.engines.mlx.prompt import keep_leading_space, trained_context
 
     args = parse_args(argv)
+    secret = read_secret(timeout=60)  # the first line radis-mlx wrote to mlx.launch
     # Close the stdin pipe from mlx.launch (engine.py says why): /dev/null in its place.
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     rank_name = os.environ.get("MLX_RANK", "?")
@@ -241,7 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     group = mx.distributed.init(backend=args.backend, strict=True)
     # Without the ring's hostfile (one rank, other backends) followers wait inside the collective.
     host = leader_address() if args.doorbell_port and group.size() > 1 else None
-    doorbell = Doorbell(host, args.doorbell_port, group.size() - 1) if host and group.rank() == 0 else None
+    doorbell = None
+    if host and group.rank() == 0:
+        doorbell = Doorbell(host, args.doorbell_port, group.size() - 1, secret)
     folder = Path(args.model)
     model, tokenizer = load_shard(folder, args.strategy, group)
     keep_leading_space(tokenizer)
@@ -251,12 +272,12 @@ def main(argv: list[str] | None = None) -> None:
     measure(rank)
     log.info("rank %d of %d loaded (%s)", group.rank(), group.size(), args.strategy)
     if not rank.leader:
-        rank.follow(Bell(host, args.doorbell_port, group.rank(), timeout=60) if host else None)
+        rank.follow(Bell(host, args.doorbell_port, group.rank(), timeout=60, secret=secret) if host else None)
         return
     if doorbell is not None:
         doorbell.wait_for_followers(timeout=60)
     jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-    serve_control(rank, args.port, jobs)
+    serve_control(rank, args.port, jobs, secret)
     rank.lead(jobs, doorbell)
 
 

@@ -42,6 +42,7 @@ class Job:
 
     request: GenerationRequest
     chat_template: str | None
+    parse_special: bool = False  # the model entry's: special-token text in messages is special
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     sent: threading.Event = field(default_factory=threading.Event)  # the reply is fully written

@@ -8,6 +8,7 @@ JSON it speaks lives in protocol.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -32,11 +33,11 @@ from radis_mlx.engines.llamacpp.protocol import (
     constraint_body,
     sampling_body,
 )
-from radis_mlx.errors import (
-    ModelLoadError,
-)
+from radis_mlx.engines.llamacpp.server import API_KEY_ENV
+from radis_mlx.errors import InvalidRequestError, ModelLoadError
 from radis_mlx.generation.chat_template import template_messages, template_tools
 from radis_mlx.generation.logprobs import LogprobQueue
+from radis_mlx.generation.special_text import escape_specials, has_special_text, split_rendered
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import (
     EmbeddingResult,
@@ -47,6 +48,7 @@ from radis_mlx.generation.types import (
     completion_room,
     request_images,
 )
+from radis_mlx.store.templates import control_tokens
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,10 @@ class LlamaCppEngine(ChildEngine):
         self.settings = settings
         self.embedding = embedding
         self.info = EngineInfo(name="llamacpp", context_length=context_length or 0)
-        super().__init__(f"llama.cpp[{model_id}]")
+        super().__init__(f"llama.cpp[{model_id}]", connections=settings.parallel)
         self._vocab = 0
         self._llguidance = True  # the xllamacpp wheel has llguidance; a llama-server binary may not
+        self._specials: list[str] = []
 
     def child_argv(self, port: int) -> list[str]:
         """The command that starts our child on a port."""
@@ -113,12 +116,15 @@ class LlamaCppEngine(ChildEngine):
         return [*argv, "--exec", binary] if binary else argv
 
     async def start(self) -> None:
-        await self.child.start(self.child_argv, timeout=self.settings.start_timeout)
-        # No pool limits: every parallel slot of the child may be streaming at once.
-        self._client = httpx.AsyncClient(
-            base_url=self.child.base_url,
-            timeout=httpx.Timeout(30.0, read=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        # Text that llama.cpp would turn into control tokens: kept as text in messages (special_text.py).
+        self._specials = [] if self.parse_special else await asyncio.to_thread(control_tokens, self.path)
+        # llama-server reads its API key from LLAMA_API_KEY (the wheel's child passes it on too).
+        await self.child.start(self.child_argv, timeout=self.settings.start_timeout, secret_env=API_KEY_ENV)
+        # Calls besides the streams (templates, embeddings): as many at once as the child has slots.
+        slots = self.settings.parallel
+        self._client = self._new_client(
+            timeout=httpx.Timeout(30.0, read=None, pool=None),
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
         )
         try:
             response = await self._client.get("/v1/models")
@@ -131,7 +137,7 @@ class LlamaCppEngine(ChildEngine):
         configured = self.info.context_length or meta.n_ctx
         self.info.context_length = min(configured, meta.n_ctx, meta.n_ctx_train)
         self.info.size_bytes = meta.size or self.path.stat().st_size
-        self.info.details = {"format": "gguf", "pid": str(self.child.pid), "port": str(self.child.port)}
+        self.info.details = {"format": "gguf", "pid": str(self.child.pid)}  # no port: only we talk to it
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         if not self.embedding:
@@ -157,12 +163,18 @@ class LlamaCppEngine(ChildEngine):
             "return_progress": True,
         }
         body.update(cache_prompt=self.settings.cache_prompt, n_predict=request.max_tokens or -1)
-        if request.messages is not None and (request.tools or request.assistant_prefix):
+        special_text = request.messages is not None and has_special_text(request.messages, self._specials)
+        if request.messages is not None and (request.tools or request.assistant_prefix or special_text):
             # The child's template renders the tools, but calls are ours to constrain and parse (its chat
-            # endpoint would parse them its own way): the rendered prompt goes to /completion.
+            # endpoint would parse them its own way): the rendered prompt goes to /completion. So do
+            # messages holding special-token text, which its chat endpoint would make control tokens.
             path, parse, param = "/completion", completion_event, "messages"
-            prompt = await self._render(request) + request.assistant_prefix
+            prompt = await self._chat_prompt(request)
             images = request_images(request)
+            if images and not isinstance(prompt, str):
+                raise InvalidRequestError(
+                    "special-token text beside images is not supported on llama.cpp", param="messages"
+                )
             # Images go with the prompt, each where the template wrote the child's media marker.
             body["prompt"] = (
                 {"prompt_string": prompt, "multimodal_data": [_base64(i) for i in images]}
@@ -196,7 +208,7 @@ class LlamaCppEngine(ChildEngine):
             )
         )
         try:
-            async with await self._post_stream(path, msgspec.json.encode(body)) as response:
+            async with self._post_stream(path, msgspec.json.encode(body)) as response:
                 if response.status != 200:
                     raise child_error(response.status, await response.read(), param)
                 async for chunk in self._chunks(response, parse, request, param):
@@ -254,16 +266,28 @@ class LlamaCppEngine(ChildEngine):
                     chunk.prompt_tokens, chunk.cached_tokens = prompt, cached
                 yield chunk
 
-    async def _render(self, request: GenerationRequest) -> str:
-        """The prompt the child's chat template makes of messages and tools."""
-        messages = template_messages(
-            request.messages or [], object_arguments=False, image_part=_image_url_part
-        )
-        body: dict[str, Any] = {"messages": messages}
+    async def _chat_prompt(self, request: GenerationRequest) -> str | list[str | int]:
+        """The prompt the child's chat template makes of messages and tools, as /completion takes it:
+        text, or text and token ids where messages hold special-token text (ids of it as text)."""
+        messages, literals = escape_specials(request.messages or [], self._specials)
+        body: dict[str, Any] = {
+            "messages": template_messages(messages, object_arguments=False, image_part=_image_url_part)
+        }
         body["tools"] = template_tools(request.tools or [])
         if request.template_kwargs:
             body["chat_template_kwargs"] = request.template_kwargs
-        return str((await self._post("/apply-template", body, "messages"))["prompt"])
+        rendered = str((await self._post("/apply-template", body, "messages"))["prompt"])
+        pieces = split_rendered(rendered + request.assistant_prefix, literals)
+        if len(pieces) == 1:
+            return pieces[0][0]
+        prompt: list[str | int] = []
+        for text, as_text in pieces:
+            if as_text:
+                tokenized = {"content": text, "add_special": False, "parse_special": False}
+                prompt += (await self._post("/tokenize", tokenized, "messages"))["tokens"]
+            else:
+                prompt.append(text)  # the template's own text: its markers are control tokens
+        return prompt
 
     def _check_token_ids(self, tokens: list[int], param: str) -> None:
         check_token_ids(tokens, self._vocab, param)

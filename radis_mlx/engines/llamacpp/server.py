@@ -4,6 +4,9 @@ Run as `python -m radis_mlx.engines.llamacpp.server --model PATH --port N ...`. 
 `xllamacpp` wheel's server, or with `--exec` replaces itself with a `llama-server` binary. Either
 way it first arranges to die with its parent, so a killed radis-mlx never leaves a child behind.
 Only this process imports xllamacpp; the server process never does.
+
+Its API key comes in $LLAMA_API_KEY (llama-server reads it there itself; never argv, which `ps`
+shows): every endpoint but /health then wants it, so only radis-mlx can use the child.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 import threading
 
 from radis_mlx.engines.child.watchdog import die_with_parent, watch_parent
+
+API_KEY_ENV = "LLAMA_API_KEY"
 
 
 def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
@@ -73,6 +78,12 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     if not args.flash_attn:
         params.flash_attn_type = 0  # off (-1: auto); see LlamaCppSettings.flash_attn
     params.ui = False
+    key = os.environ.get(API_KEY_ENV)
+    if key:
+        params.api_keys = [key]
+    if hasattr(params, "cors_origins"):
+        # No browser origin may read the child's answers (llama.cpp's default allows any).
+        params.cors_origins, params.cors_origins_explicit, params.cors_credentials = "", True, False
     if args.threads:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads

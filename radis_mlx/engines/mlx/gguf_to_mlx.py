@@ -59,6 +59,10 @@ _DIGIT_SPLIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "
 _EOG_TEXTS = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"}
 
 
+# The GGUF file a conversion was made from, inside the conversion's folder.
+SOURCE_MARKER = "source.txt"
+
+
 def convert_gguf(gguf_path: Path, cache_root: Path) -> Path:
     """Return an mlx-lm model directory for a GGUF file, converting once and caching it."""
     gguf_path = Path(gguf_path).absolute()
@@ -78,6 +82,7 @@ def convert_gguf(gguf_path: Path, cache_root: Path) -> Path:
     try:
         started = time.perf_counter()
         _convert_into(gguf_path, tmp)
+        (tmp / SOURCE_MARKER).write_text(str(gguf_path))  # whose conversion this is (`rm` reads it)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -142,7 +142,7 @@ class MlxLlmEngine(ThreadedEngine):
 
     def _job(self, request: GenerationRequest) -> Job:
         """The request as the scheduler runs it: its prompt tokens, room, sampler and processors."""
-        prompt = prompt_tokens(self._tokenizer, request, self.chat_template)
+        prompt = prompt_tokens(self._tokenizer, request, self.chat_template, self.parse_special)
         job = self._job_for(request, prompt)
         scheduler = self._scheduler
         if (
@@ -150,7 +150,9 @@ class MlxLlmEngine(ThreadedEngine):
             and scheduler is not None
             and scheduler.prompt_cache.wants_checkpoints()
         ):
-            job.boundaries = message_boundaries(self._tokenizer, request, self.chat_template, prompt)
+            job.boundaries = message_boundaries(
+                self._tokenizer, request, self.chat_template, prompt, self.parse_special
+            )
         return job
 
     def _job_for(self, request: GenerationRequest, prompt: list[int]) -> Job:

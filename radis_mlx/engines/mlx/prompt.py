@@ -14,24 +14,37 @@ from jinja2 import TemplateError
 
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.chat_template import template_messages, template_tools
+from radis_mlx.generation.special_text import escape_specials, split_rendered
 from radis_mlx.generation.types import GenerationRequest, check_token_ids
 
 
-def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
-    """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
-    text = _render(
-        tokenizer, request, template, template_messages(request.messages or [], object_arguments=True)
-    )
-    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+def special_texts(tokenizer: Any) -> list[str]:
+    """The text of every special (control) token of a transformers tokenizer."""
+    return [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
+
+
+def render_tokens(
+    tokenizer: Any, request: GenerationRequest, template: str | None, parse_special: bool = False
+) -> list[int]:
+    """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one);
+    special-token text inside the messages is tokenized as text unless `parse_special`."""
+    escaped, literals = _escaped(tokenizer, request, parse_special)
+    text = _render(tokenizer, request, template, template_messages(escaped, object_arguments=True))
+    return _encode(tokenizer, text + request.assistant_prefix, literals)
 
 
 def message_boundaries(
-    tokenizer: Any, request: GenerationRequest, template: str | None, prompt: list[int]
+    tokenizer: Any,
+    request: GenerationRequest,
+    template: str | None,
+    prompt: list[int],
+    parse_special: bool = False,
 ) -> list[tuple[int, str]]:
     """Where the prompt's head ends, as (token count, kind): "system" after the system prompt and tools (what
     other conversations share), "user" after the last message, before the generation prompt (what the next
     turn shares; also what a client that edits its last message falls back to, as the turn before)."""
-    messages = template_messages(request.messages or [], object_arguments=True)
+    escaped, literals = _escaped(tokenizer, request, parse_special)
+    messages = template_messages(escaped, object_arguments=True)
     heads = []
     systems = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
     if systems or request.tools:  # with an empty user turn: some templates print the system part only then
@@ -44,7 +57,7 @@ def message_boundaries(
             text = _render(tokenizer, request, template, head, generation_prompt=False)
         except InvalidRequestError:  # a template that refuses a partial conversation: no checkpoint there
             continue
-        shared = common_prefix(list(tokenizer.encode(text, add_special_tokens=False)), prompt)
+        shared = common_prefix(_encode(tokenizer, text, literals), prompt)
         if 0 < shared < len(prompt) - 1:
             bounds.append((shared, kind))
     return sorted(set(bounds))
@@ -53,6 +66,18 @@ def message_boundaries(
 def common_prefix(a: list[int], b: list[int]) -> int:
     """How many leading tokens two sequences share."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _escaped(tokenizer: Any, request: GenerationRequest, parse_special: bool) -> tuple[list[Any], list[str]]:
+    return escape_specials(request.messages or [], [] if parse_special else special_texts(tokenizer))
+
+
+def _encode(tokenizer: Any, text: str, literals: list[str]) -> list[int]:
+    """A rendered prompt's tokens: its special-token text from messages (`literals`) as text."""
+    tokens: list[int] = []
+    for piece, as_text in split_rendered(text, literals):
+        tokens += tokenizer.encode(piece, add_special_tokens=False, split_special_tokens=as_text)
+    return tokens
 
 
 def _render(
@@ -96,10 +121,13 @@ def render_text(
     return _render(tokenizer, request, template, messages) + request.assistant_prefix
 
 
-def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
-    """The prompt's tokens: templated messages, an encoded string, or checked token ids."""
+def prompt_tokens(
+    tokenizer: Any, request: GenerationRequest, template: str | None, parse_special: bool = False
+) -> list[int]:
+    """The prompt's tokens: templated messages, an encoded string (the caller's own model input: its
+    special tokens stay special), or checked token ids."""
     if request.messages is not None:
-        return render_tokens(tokenizer, request, template)
+        return render_tokens(tokenizer, request, template, parse_special)
     if isinstance(request.prompt, str):
         return list(tokenizer.encode(request.prompt))
     tokens = list(request.prompt or [])

@@ -19,10 +19,10 @@ from radis_mlx.config import SamplingDefaults
 from radis_mlx.errors import InvalidRequestError
 from radis_mlx.generation.grammar import ANY_OBJECT, schema_grammar
 from radis_mlx.generation.types import ReasoningOptions, SamplingParams
+from radis_mlx.schemas.common import StopList  # 16 strings of <= 512 characters, as OpenAI's stop
 
 # Ollama's integer options accept any JSON number and truncate it.
 Number = int | float
-StopList = Annotated[list[str], Meta(max_length=16)]
 ThinkLevel = bool | str
 KeepAlive = int | float | str
 FORMAT_ERROR = 'invalid format: {!r}; expected "json" or a valid JSON Schema object'
