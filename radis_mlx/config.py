@@ -154,14 +154,13 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     # A generation running longer than this ends with 408 (or an error event when streaming).
     request_timeout: Annotated[float, Meta(gt=0)] = 600.0
-    # A stream's first token is awaited this long before the response starts; then `: keep-alive` comments.
-    stream_grace: Annotated[float, Meta(ge=0)] = 1.5
+    stream_grace: Annotated[float, Meta(ge=0)] = 1.5  # first token awaited, then `: keep-alive` comments
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
     send_timeout: Annotated[float, Meta(gt=0)] = 30.0  # a client reading nothing this long is cut off
     send_buffer_kib: Annotated[int, Meta(ge=4, le=65536)] = 256  # unread response kept, server and kernel
     # Claude Code only (it assumes 200k, compacts near ~167k): Anthropic usage scaled to this window.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
-    max_images: Annotated[int, Meta(ge=0)] = 16  # per request, and their decoded pixels in all:
+    max_images: Annotated[int, Meta(ge=0)] = 16  # per request; next, their decoded pixels in all
     max_image_pixels: Annotated[int, Meta(ge=1)] = 32 * 2**20
     fetch_image_urls: bool = False  # http(s) image URLs fetched (api/image_fetch.py: public hosts only)
     ollama_version: str = "0.12.0"  # GET /api/version's answer (Ollama clients gate on it; Copilot: >= 0.6.4)
