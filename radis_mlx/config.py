@@ -29,7 +29,7 @@ ENV_CACHE = "RADIS_MLX_CACHE"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
-ModelKind = Literal["llm", "embedding"]
+ModelKind = Literal["llm", "embedding", "rerank"]
 # A fim_template names both placeholders, in either order (Codestral puts the suffix first).
 _FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
 
@@ -97,10 +97,10 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     reasoning_budget: Annotated[int, Meta(ge=0)] | None = None
     # Over [server]'s: Anthropic usage scaled to this window (for Claude Code; see ServerSettings).
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
-    # Embedding entries (kind = "embedding"):
-    max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
-    max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
-    truncate: bool = True  # inputs over the model's length: cut (true) or 400 (false)
+    # Embedding and rerank entries (kind = "embedding" / "rerank"):
+    max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass (llama.cpp: the child's slots)
+    max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs (documents) per request, as OpenAI caps them
+    truncate: bool = True  # inputs (a pair's document) over the model's length: cut (true) or 400 (false)
     matryoshka: bool = False  # `dimensions` below the model's size allowed (truncate, re-normalize)
     # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state).
     embeddings: bool = False
@@ -122,6 +122,11 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     def serves_embeddings(self) -> bool:
         """Whether /v1/embeddings may use this entry."""
         return self.kind == "embedding" or self.embeddings
+
+    @property
+    def is_encoder(self) -> bool:
+        """An embedder or a cross-encoder (no text generation)."""
+        return self.kind in ("embedding", "rerank")
 
 
 class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):

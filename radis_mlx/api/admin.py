@@ -43,7 +43,7 @@ def model_info(pool: ModelPool, slot: PoolSlot) -> ModelInfo:
     publisher, _, _ = slot.model_id.rpartition("/")
     return ModelInfo(
         id=slot.model_id,
-        type="embeddings" if slot.entry.kind == "embedding" else "llm",
+        type="embeddings" if slot.entry.kind == "embedding" else slot.entry.kind,
         publisher=publisher or "local",
         arch=facts.arch if facts else None,
         compatibility_type=facts.format if facts else None,

@@ -30,7 +30,7 @@ class ModelInfo(Struct, kw_only=True):
 
     id: str
     object: Literal["model"] = "model"
-    type: Literal["llm", "embeddings"]
+    type: Literal["llm", "embeddings", "rerank"]
     publisher: str
     arch: str | None
     compatibility_type: str | None  # "gguf" or "mlx" (the files' format)

@@ -18,7 +18,7 @@ import re
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 MAGIC = b"GGUF"
 # llama.cpp's split naming (gguf-split): "<name>-00001-of-00003.gguf"; shard 1 loads the others.
@@ -28,6 +28,7 @@ _SHARD = re.compile(r"^(?P<name>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _SIZES = {kind: struct.calcsize("<" + fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
+_RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
 
 
 def is_gguf(path: Path) -> bool:
@@ -158,3 +159,15 @@ class _Header:
                 self.at += 8 + size
             else:
                 raise ValueError(f"unknown GGUF value type {item}")
+
+
+def gguf_kind(path: Path) -> Literal["llm", "embedding", "rerank"]:
+    """What a GGUF serves: a pooling type in its header marks an embedder (rank: a reranker)."""
+    try:
+        meta = gguf_metadata(path)
+    except (OSError, ValueError, struct.error):
+        return "llm"  # unreadable: loading it says why
+    pooling = meta.get(f"{meta.get('general.architecture')}.pooling_type")
+    if pooling is None:
+        return "llm"
+    return "rerank" if pooling == _RANK_POOLING else "embedding"

@@ -12,7 +12,13 @@ from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.engines.base import Engine, EngineInfo
 from radis_mlx.errors import ContextLengthExceeded, ModelLoadError
 from radis_mlx.generation.stops import StopBuffer
-from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest
+from radis_mlx.generation.types import (
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    RerankResult,
+    Tokenized,
+)
 from radis_mlx.pool import ModelPool
 
 
@@ -65,6 +71,19 @@ class FakeEngine(Engine):
 
     async def detokenize(self, tokens: list[int]) -> str:
         return " ".join(str(t) for t in tokens)
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        """One 'token' per word: its length is its id; special tokens are a 0 before and after."""
+        words = text.split()
+        ids = ([0] if add_special else []) + [len(w) for w in words] + ([0] if add_special else [])
+        pieces = ([b""] if add_special else []) + [w.encode() for w in words] + ([b""] if add_special else [])
+        return Tokenized(ids, pieces if with_pieces else None)
+
+    async def rerank(self, query: str, documents: list[str]) -> RerankResult:
+        """Score: how many of the query's words the document has; one 'token' per word of both."""
+        wanted = set(query.split())
+        scores = [float(len(wanted & set(d.split()))) for d in documents]
+        return RerankResult(scores, sum(len(query.split()) + len(d.split()) for d in documents))
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Vector i is 3-4-0-0… scaled by input i's word count; one 'token' per word or id."""

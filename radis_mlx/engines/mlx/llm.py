@@ -32,6 +32,7 @@ from radis_mlx.generation.types import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    Tokenized,
     TokenLogprob,
     check_token_ids,
     completion_room,
@@ -70,6 +71,9 @@ class MlxLlmEngine(ThreadedEngine):
     async def detokenize(self, tokens: list[int]) -> str:
         self._check_token_ids(tokens, "prompt")
         return await self._thread.call(self._tokenizer.decode, tokens)
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        return await self._thread.call(self._tokenize, text, add_special, with_pieces)
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Mean-pooled, L2-normalized last hidden state per input (entries with embeddings = true)."""
@@ -137,6 +141,12 @@ class MlxLlmEngine(ThreadedEngine):
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
         job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
         self._scheduler.submit(job, emitter)
+
+    def _tokenize(self, text: str, add_special: bool, with_pieces: bool) -> Tokenized:
+        """The ids prompt_tokens makes of a text prompt (special tokens in the text parsed, as there)."""
+        ids = list(self._tokenizer.encode(text, add_special_tokens=add_special))
+        pieces = [self._llguidance_tokenizer().decode_bytes([t]) for t in ids] if with_pieces else None
+        return Tokenized(ids, pieces)
 
     def _llguidance_tokenizer(self) -> Any:
         assert self._guidance is not None
