@@ -107,6 +107,9 @@ class ModelStore:
         if path.suffix == ".gguf":  # MLX conversions of this file
             for converted in (self.cache_dir / "gguf-mlx").glob(f"{glob_escape(path.stem)}-*"):
                 shutil.rmtree(converted, ignore_errors=True)
+        else:  # GGUF conversions of this folder (an encoder served by llama.cpp)
+            for converted in (self.cache_dir / "bert-gguf").glob(f"{glob_escape(path.name)}-*.gguf"):
+                converted.unlink(missing_ok=True)
         log.info("deleted %s", path)
 
     def cached_path(self, source: str) -> Path | None:

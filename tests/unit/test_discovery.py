@@ -135,3 +135,27 @@ async def test_rm_refuses_files_outside_the_caches(tmp_path):
     with pytest.raises(ModelLoadError, match="refusing"):
         pool.store.delete(model, tmp_path / "hub")
     assert model.exists()
+
+
+def test_rm_of_a_pypi_folder_deletes_its_gguf_conversions_too(tmp_path):
+    pool = make_pool(tmp_path, discover_hf_cache=False)
+    folder = pool.store.cache_dir / "pypi" / "pkg" / "pkg" / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    converted = pool.store.cache_dir / "bert-gguf"
+    converted.mkdir(parents=True)
+    (converted / "model-0123456789abcdef.gguf").write_bytes(b"GGUF")
+    (converted / "other-0123456789abcdef.gguf").write_bytes(b"GGUF")
+    pool.store.delete(folder, tmp_path / "hub")
+    assert not folder.exists() and [p.name for p in converted.iterdir()] == ["other-0123456789abcdef.gguf"]
+
+
+def test_discovered_ggufs_with_a_pooling_type_are_embedders_or_rerankers(tmp_path):
+    from tests.support.model_homes import gguf_file as gguf_with
+
+    folder = tmp_path / "ggufs"
+    gguf_with(folder / "chat.gguf")
+    gguf_with(folder / "nomic-embed-text.gguf", arch="nomic-bert", **{"nomic-bert__pooling_type": 1})
+    gguf_with(folder / "ms-marco.gguf", arch="bert", bert__pooling_type=4)
+    kinds = {s.model_id: s.entry.kind for s in make_pool(tmp_path, model_dirs=["ggufs"]).slots()}
+    assert kinds == {"chat": "llm", "nomic-embed-text": "embedding", "ms-marco": "rerank"}
