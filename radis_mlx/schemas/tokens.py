@@ -8,6 +8,8 @@ and, with `return_token_strs`, `token_strs`. Both get all of it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from msgspec import UNSET, Struct, UnsetType
 
 from radis_mlx.errors import InvalidRequestError
@@ -22,9 +24,15 @@ class TokenizeRequest(Struct, kw_only=True):
     add_special_tokens: bool | None = None
     with_pieces: bool = False
     return_token_strs: bool = False
+    # vLLM's chat form: not served (refused rather than ignored).
+    messages: list[Any] | None = None
 
     def to_text(self) -> tuple[str, bool]:
         """The text and whether to add the model's special tokens (each API's own default)."""
+        if self.messages is not None:
+            raise InvalidRequestError(
+                "tokenizing chat messages is not supported; send `prompt`", param="messages"
+            )
         if (self.content is None) == (self.prompt is None):
             raise InvalidRequestError("send exactly one of `content` and `prompt`", param="content")
         text = self.content if self.content is not None else self.prompt

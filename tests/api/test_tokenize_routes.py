@@ -46,6 +46,11 @@ async def test_detokenize_answers_in_both_fields(client, path):
         ("/tokenize", {"model": "fake", "content": 3}, "content"),
         ("/tokenize", {"model": "fake", "content": "a", "with_pieces": "yes"}, "with_pieces"),
         ("/tokenize", {"content": "a"}, "model"),
+        (
+            "/tokenize",
+            {"model": "fake", "prompt": "a", "messages": [{"role": "user", "content": "a"}]},
+            "messages",
+        ),
         ("/detokenize", {"model": "fake"}, "tokens"),
         ("/detokenize", {"model": "fake", "tokens": ["a"]}, "tokens[0]"),
         ("/detokenize", {"model": "fake", "tokens": 5}, "tokens"),

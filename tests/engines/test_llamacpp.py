@@ -297,6 +297,10 @@ def test_an_encoder_child_keeps_the_files_pooling_and_fits_each_input_in_a_micro
     binary = llama_server_argv("/bin/llama-server", args)
     assert "--pooling" not in binary  # the GGUF's own
     assert binary[binary.index("--ubatch-size") + 1] == binary[binary.index("--batch-size") + 1] == "1024"
+    # A causal embedder keeps a KV cache: its slots share a bounded context (32k tokens).
+    engine._model = EncoderModel(Path("m.gguf"), "embedding", "mean", True, 8192, None, causal=True)
+    causal = parse_args(engine.child_argv(9)[3:])
+    assert (causal.parallel, causal.ctx_size, causal.ubatch) == (4, 32768, 8192)
     rank = llama_server_argv(
         "/bin/llama-server", parse_args(["--model", "m", "--port", "9", "--embedding", "--pooling", "cls"])
     )

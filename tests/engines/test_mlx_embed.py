@@ -212,3 +212,18 @@ async def test_kind_must_match_the_folder(tiny_reranker, minilm_dir):
         engine = MlxEmbedEngine("x", path, kind=kind, context_length=None, max_batch=2, truncate=True)
         with pytest.raises(UnsupportedModelError):
             await engine.start()
+
+
+def test_batches_cover_every_input_once_with_little_padding():
+    import random
+
+    from radis_mlx.engines.mlx.embed import batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([3, 8, 20, 60, 256]) + rng.randrange(5) for _ in range(200)]
+    found = batches(lengths, 8)
+    assert sorted(i for batch in found for i in batch) == list(range(200))
+    for batch in found:
+        assert len(batch) <= 8
+        assert len(batch) * max(lengths[i] for i in batch) <= 2 * sum(lengths[i] for i in batch)
+    assert len(found) < 200 / 4  # and still batched

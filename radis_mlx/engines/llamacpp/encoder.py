@@ -37,6 +37,9 @@ from radis_mlx.engines.llamacpp.protocol import (
 from radis_mlx.errors import InvalidRequestError, ModelLoadError
 from radis_mlx.generation.types import EmbeddingResult, RerankResult, Tokenized, check_token_ids
 
+# Tokens of KV cache a causal embedder's child may hold across its slots.
+CAUSAL_CONTEXT = 32768
+
 
 class LlamaCppEncoderEngine(ChildEngine):
     """One embedder or cross-encoder served by a llama.cpp child in embedding mode."""
@@ -75,14 +78,13 @@ class LlamaCppEncoderEngine(ChildEngine):
         model, s = self._require_model(), self.settings
         argv = [sys.executable, "-m", "radis_mlx.engines.llamacpp.server", "--model", str(model.gguf)]
         argv += ["--port", str(port), "--parent-pid", str(os.getpid())]
-        argv += ["--embedding", "--pooling", model.pooling, "--parallel", str(self.max_batch)]
-        # The slots share one context (kv_unified); an encoder keeps no KV cache, a causal embedder does.
-        argv += [
-            "--ctx-size",
-            str(model.max_length * self.max_batch),
-            "--ubatch",
-            str(max(512, model.max_length)),
-        ]
+        # The slots share one context (kv_unified) that holds each slot's longest input. An encoder keeps
+        # no KV cache, so that costs nothing; a causal embedder's is bounded, with fewer slots if need be.
+        slots = self.max_batch
+        if model.causal:
+            slots = max(1, min(slots, CAUSAL_CONTEXT // model.max_length))
+        argv += ["--embedding", "--pooling", model.pooling, "--parallel", str(slots)]
+        argv += ["--ctx-size", str(model.max_length * slots), "--ubatch", str(max(512, model.max_length))]
         argv += ["--threads", str(s.threads or 0), "--gpu-layers", str(s.gpu_layers), "--cache-ram", "0"]
         argv += [] if s.flash_attn else ["--no-flash-attn"]
         binary = find_llama_server(s)

@@ -24,6 +24,9 @@ from radis_mlx.errors import UnsupportedModelError
 from radis_mlx.store.gguf import gguf_metadata, is_gguf
 
 _RANK = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
+# A GGUF embedder's default input length when the entry sets no context_length (Qwen3-Embedding was
+# trained on 32k: a micro-batch and KV cache that large would cost gigabytes for every load).
+DEFAULT_GGUF_LENGTH = 8192
 
 
 @dataclass
@@ -37,6 +40,7 @@ class EncoderModel:
     max_length: int
     tokenizer: EncoderTokenizer | None  # None: tokenized by the child (non-WordPiece GGUFs)
     segment_offset: int = 0  # ids from here on are the second segment's (our converted cross-encoders)
+    causal: bool = False  # a decoder used as an embedder: it keeps a KV cache while it reads an input
     head: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (weight, bias): dense, tanh, …
 
     def scores(self, first_tokens: np.ndarray) -> np.ndarray:
@@ -83,7 +87,7 @@ def _gguf_model(path: Path, kind: str, context_length: int | None, truncate: boo
     meta = gguf_metadata(path)
     arch = meta.get("general.architecture", "")
     trained = int(meta.get(f"{arch}.context_length") or 512)
-    length = min(context_length or trained, trained)
+    length = min(context_length or DEFAULT_GGUF_LENGTH, trained)
     pooling = meta.get(f"{arch}.pooling_type")
     rank = pooling == _RANK
     if rank and kind != "rerank":
@@ -108,7 +112,9 @@ def _gguf_model(path: Path, kind: str, context_length: int | None, truncate: boo
         )
     # A GGUF without a pooling type (an LLM used as an embedder) is mean-pooled, as LLM entries are.
     child_pooling = "cls" if rank else ("unspecified" if pooling is not None else "mean")
-    return EncoderModel(path, kind, child_pooling, True, length, tokenizer)
+    model = EncoderModel(path, kind, child_pooling, True, length, tokenizer)
+    model.causal = bool(meta.get(f"{arch}.attention.causal", True))
+    return model
 
 
 def _head(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -4,7 +4,8 @@ A sentence-transformers folder's module config is honored (pooling from 1_Poolin
 Normalize from modules.json); a BERT embedding GGUF is converted once into such a folder
 (gguf_bert.py). Inputs are tokenized and fitted by the policy both engines share
 (encoders/tokens.py). Embedding requests that arrive while the model is busy wait and then run
-together: their inputs are sorted by length and cut into padded batches of at most max_batch.
+together: their inputs are sorted by length and cut into padded batches of at most max_batch,
+where padding is at most half of a batch.
 """
 
 from __future__ import annotations
@@ -184,10 +185,7 @@ class MlxEmbedEngine(ThreadedEngine):
 
     def _vectors(self, sequences: list[list[int]]) -> list[list[float]]:
         vectors: list[list[float]] = [[] for _ in sequences]
-        # Similar lengths share a batch, so little of each forward pass is padding.
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-        for start in range(0, len(order), self.max_batch):
-            batch = order[start : start + self.max_batch]
+        for batch in batches([len(s) for s in sequences], self.max_batch):
             for index, row in zip(batch, self._pooled([sequences[i] for i in batch]), strict=True):
                 vectors[index] = row.tolist()
         return vectors
@@ -195,9 +193,7 @@ class MlxEmbedEngine(ThreadedEngine):
     def _rerank(self, query: str, documents: list[str]) -> RerankResult:
         pairs = self._require_tokens().pairs(query, documents)
         scores = [0.0] * len(pairs)
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].ids))
-        for start in range(0, len(order), self.max_batch):
-            batch = order[start : start + self.max_batch]
+        for batch in batches([len(p.ids) for p in pairs], self.max_batch):
             for index, score in zip(batch, self._scores([pairs[i] for i in batch]), strict=True):
                 scores[index] = float(score)
         return RerankResult(scores, sum(len(p.ids) for p in pairs))
@@ -233,6 +229,22 @@ class MlxEmbedEngine(ThreadedEngine):
         logits = self._model(ids, attention, segments)[:, 0]  # the first logit, as llama.cpp's rank head
         mx.eval(logits)
         return np.array(logits, dtype=np.float64)
+
+
+def batches(lengths: list[int], max_batch: int) -> list[list[int]]:
+    """Input indices in forward passes: by length, at most max_batch each, at most half of each padding."""
+    found: list[list[int]] = []
+    tokens = 0
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        batch = found[-1] if found else []
+        longest = lengths[index]  # sorted: the newcomer sets the padded width
+        if not batch or len(batch) == max_batch or (len(batch) + 1) * longest > 2 * (tokens + longest):
+            found.append([index])
+            tokens = longest
+        else:
+            batch.append(index)
+            tokens += longest
+    return found
 
 
 def _pool(hidden: Any, mask: Any, modes: list[str]) -> Any:
