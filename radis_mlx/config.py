@@ -123,11 +123,6 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
         """Whether /v1/embeddings may use this entry."""
         return self.kind == "embedding" or self.embeddings
 
-    @property
-    def is_encoder(self) -> bool:
-        """An embedder or a cross-encoder (no text generation)."""
-        return self.kind in ("embedding", "rerank")
-
 
 class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     """How llama.cpp children are started."""

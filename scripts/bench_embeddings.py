@@ -16,9 +16,14 @@ On a shared machine wall time moves with other load; CPU-seconds much less.
 
 from __future__ import annotations
 
+import os
+
+# numpy's one-sentence-at-a-time pass on one core: OpenBLAS reads this when numpy is first imported
+# (a thread pool spinning on a busy machine costs it up to 10x its CPU).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -117,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
     }
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy one sentence at a time, on one core
     report["numpy"], expected = numpy_pass(folder, texts)
     print(
         f"{args.count} sentences; numpy float32, one at a time: {report['numpy']['per_s']:.1f}/s, "

@@ -18,7 +18,7 @@ def choose_engine(entry: ModelEntry, path: Path) -> tuple[str, str]:
         return "mlx-distributed", "distributed = {...} in models.toml"
     if entry.engine != "auto":
         return entry.engine, "engine set in models.toml"
-    if entry.is_encoder:
+    if entry.kind != "llm":
         return _encoder_engine(path)
     if not is_gguf(path):
         return "mlx", "engine = auto and the source is MLX-format"
@@ -59,7 +59,7 @@ MLX_CONCURRENCY = 32
 def default_concurrency(entry: ModelEntry, path: Path, config: Config) -> int:
     """Requests one model serves at once when models.toml sets no max_concurrent: its engine's parallelism."""
     engine, _ = choose_engine(entry, path)
-    if engine == "llamacpp" and entry.is_encoder:
+    if engine == "llamacpp" and entry.kind != "llm":
         return entry.max_batch  # an encoder child has one slot per input of a batch
     return config.engines.llamacpp.parallel if engine == "llamacpp" else MLX_CONCURRENCY
 
@@ -88,7 +88,7 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             cache_dir=config.cache_dir,
             prompt_cache_bytes=config.prompt_cache_bytes(entry),
         )
-    if entry.is_encoder and name == "mlx":
+    if entry.kind != "llm" and name == "mlx":
         from radis_mlx.engines.mlx.embed import MlxEmbedEngine
 
         return MlxEmbedEngine(
@@ -100,7 +100,7 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             truncate=entry.truncate,
             cache_dir=config.cache_dir,
         )
-    if entry.is_encoder and name == "llamacpp":
+    if entry.kind != "llm" and name == "llamacpp":
         from radis_mlx.engines.llamacpp.encoder import LlamaCppEncoderEngine
 
         return LlamaCppEncoderEngine(

@@ -34,7 +34,7 @@ class Loader:
         path = await asyncio.to_thread(self.store.materialize, entry.source)
         self._paths[model_id] = path
         try:
-            estimate = budget.estimate(path, entry.context_length, embedding=entry.is_encoder)
+            estimate = budget.estimate(path, entry.context_length, embedding=entry.kind != "llm")
             if entry.kind == "llm" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
                 # + its prompt cache's bound (MLX's, or llama.cpp's --cache-ram; none when distributed)
                 cache_bytes = self.config.prompt_cache_bytes(entry)

@@ -94,7 +94,11 @@ class FakeEngine(Engine):
 def fake_app() -> Litestar:
     """The real app over a pool of fake engines that never downloads (fuzzing, route tests)."""
     server = ServerSettings(allowed_hosts=["localhost", "testserver", "testserver.local"])
-    config = Config(server=server, models={"fake": ModelEntry(source="/nowhere")})
+    models = {
+        "fake": ModelEntry(source="/nowhere"),
+        "fake-rerank": ModelEntry(source="/nowhere", kind="rerank"),
+    }
+    config = Config(server=server, models=models)
 
     async def factory(model_id, entry):
         return FakeEngine(context_length=4096)

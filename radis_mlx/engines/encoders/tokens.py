@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from radis_mlx.errors import ContextLengthExceeded
-from radis_mlx.generation.types import check_token_ids
+from radis_mlx.generation.types import Tokenized, check_token_ids
 
 
 @dataclass
@@ -82,13 +82,12 @@ class EncoderTokenizer:
             pairs.append(Pair(list(both.ids), list(both.type_ids)))
         return pairs
 
-    def tokenize(self, text: str, add_special: bool) -> list[int]:
-        """The ids of a text, as they are before any fitting (the token utilities)."""
-        return list(self.tokenizer.encode(text, add_special_tokens=add_special).ids)
-
-    def pieces(self, ids: list[int]) -> list[bytes]:
-        """Each token's vocabulary entry (WordPiece: `##ing` for a word's continuation)."""
-        return [(self.tokenizer.id_to_token(i) or "").encode() for i in ids]
+    def tokenized(self, text: str, add_special: bool, with_pieces: bool) -> Tokenized:
+        """The ids of a text before any fitting (the token utilities), and each token's vocabulary
+        entry if asked (WordPiece: `##ing` for a word's continuation)."""
+        ids = list(self.tokenizer.encode(text, add_special_tokens=add_special).ids)
+        pieces = [(self.tokenizer.id_to_token(i) or "").encode() for i in ids] if with_pieces else None
+        return Tokenized(ids, pieces)
 
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=False))

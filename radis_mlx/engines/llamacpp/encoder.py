@@ -152,14 +152,13 @@ class LlamaCppEncoderEngine(ChildEngine):
         tokenizer = self._require_model().tokenizer
         if tokenizer is None:
             return await self._child_tokenize(text, add_special, with_pieces)
-        ids = tokenizer.tokenize(text, add_special)
-        return Tokenized(ids, tokenizer.pieces(ids) if with_pieces else None)
+        return await asyncio.to_thread(tokenizer.tokenized, text, add_special, with_pieces)
 
     async def detokenize(self, tokens: list[int]) -> str:
         check_token_ids(tokens, self._vocab, "tokens")
         tokenizer = self._require_model().tokenizer
         if tokenizer is not None:
-            return tokenizer.decode(tokens)
+            return await asyncio.to_thread(tokenizer.decode, tokens)
         return str((await self._post("/detokenize", {"tokens": tokens}, "tokens")).json()["content"])
 
     async def _sequences(self, inputs: list[str] | list[list[int]]) -> list[list[int]]:

@@ -98,13 +98,13 @@ class MlxEmbedEngine(ThreadedEngine):
         return await self._thread.call(self._rerank, query, documents)
 
     async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        # The tokenizer is thread-safe: a worker thread, not the model's (busy with batches) or the loop.
         tokens = self._require_tokens()
-        ids = tokens.tokenize(text, add_special)
-        return Tokenized(ids, tokens.pieces(ids) if with_pieces else None)
+        return await asyncio.to_thread(tokens.tokenized, text, add_special, with_pieces)
 
     async def detokenize(self, tokens: list[int]) -> str:
         check_token_ids(tokens, self._require_tokens().vocab_size, "tokens")
-        return self._require_tokens().decode(tokens)
+        return await asyncio.to_thread(self._require_tokens().decode, tokens)
 
     def _require_tokens(self) -> EncoderTokenizer:
         if self._tokens is None:
