@@ -18,6 +18,9 @@ from radis_mlx.api.anthropic import messages
 from radis_mlx.api.disconnect import DisconnectMiddleware
 from radis_mlx.api.errors import encode, family_of
 from radis_mlx.api.guard import LOOPBACK_NAMES, GuardMiddleware, is_loopback
+from radis_mlx.api.ollama import chat as ollama_chat
+from radis_mlx.api.ollama import embed as ollama_embed
+from radis_mlx.api.ollama import models as ollama_models
 from radis_mlx.api.openai import chat, completions, embeddings, models, responses
 from radis_mlx.api.signing import ReasoningSeal
 from radis_mlx.config import Config
@@ -71,6 +74,17 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             admin.unload_model,
             admin.pull_model,
             metrics.server_metrics,
+            ollama_chat.ollama_chat,
+            ollama_chat.ollama_generate,
+            ollama_embed.ollama_embed,
+            ollama_embed.ollama_embeddings,
+            ollama_models.ollama_tags,
+            ollama_models.ollama_show,
+            ollama_models.ollama_ps,
+            ollama_models.ollama_version,
+            ollama_models.ollama_pull,
+            ollama_models.ollama_delete,
+            ollama_models.heartbeat,
             dashboard.index,
             dashboard.static_files(),
         ],
@@ -106,7 +120,7 @@ def _guard(config: Config) -> DefineMiddleware:
 
 
 def handle_error(request: Request, exc: Exception) -> Response:
-    """Render any exception as the route's error body (OpenAI's or Anthropic's); never a traceback."""
+    """Render any exception in the route's error shape (OpenAI's, Anthropic's or Ollama's); no traceback."""
     headers: dict[str, str] = {}
     if isinstance(exc, RadisError):
         error, headers = exc, exc.headers  # Retry-After on 429/503 backpressure

@@ -1,12 +1,10 @@
 """models.toml plus CLI/env overrides, decoded into strict msgspec Structs, merged here and nowhere else.
 
-Which models.toml: `config_path` decides, in this order: --config, $RADIS_MLX_CONFIG, ./models.toml, then
-the user's own `${XDG_CONFIG_HOME:-~/.config}/radis-mlx/models.toml` (on macOS too), which `serve`
-creates on first run from the starter models (radis_mlx/starter.toml, shipped in the package).
-
-Every `RADIS_*` variable is read in this module: RADIS_MLX_CONFIG (which models.toml), RADIS_API_KEY
-(keys, comma-separated), RADIS_MLX_CACHE (the model cache) and RADIS_LLAMA_SERVER (a llama-server
-binary). The CLI passes its options to `with_overrides`; nothing else reads the environment for them.
+Which models.toml: `config_path` decides: --config, $RADIS_MLX_CONFIG, ./models.toml, then the user's
+`${XDG_CONFIG_HOME:-~/.config}/radis-mlx/models.toml` (macOS too), created by `serve` from the starter.
+Every `RADIS_*` variable is read here: RADIS_MLX_CONFIG, RADIS_API_KEY (keys, comma-separated),
+RADIS_MLX_CACHE (the model cache), RADIS_MLX_KV_DIR (prompt-cache files), RADIS_LLAMA_SERVER (a
+llama-server binary); the CLI's options go through `with_overrides`.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ ENV_CONFIG = "RADIS_MLX_CONFIG"
 ENV_XDG_CONFIG = "XDG_CONFIG_HOME"
 ENV_API_KEY = "RADIS_API_KEY"
 ENV_CACHE = "RADIS_MLX_CACHE"
+ENV_KV = "RADIS_MLX_KV_DIR"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
@@ -43,9 +42,8 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
     max_tokens: Annotated[int, Meta(ge=1)] | None = None
-    # Stop strings for requests that send none (an Ollama model's `stop` parameters land here).
+    # For requests that send none: stop strings and a system prompt (an Ollama model's stop and SYSTEM).
     stop: list[str] | None = None
-    # A system prompt for chats that bring no system message of their own (an Ollama model's SYSTEM).
     system: str | None = None
 
 
@@ -90,9 +88,8 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     # Completions' `suffix` (fill-in-the-middle): the prompt as text with `{prefix}` and `{suffix}`, e.g.
     # "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"; unset: found from the model's FIM tokens.
     fim_template: Annotated[str, Meta(pattern=_FIM_PLACEHOLDERS)] | None = None
-    # Reasoning models: the format of their reasoning ("auto": from the chat template; "none": plain text;
-    # "think" <think>…</think>, "mistral" [THINK]…[/THINK], "gemma4", "harmony" (gpt-oss), or
-    # {start, end}), and a default budget of reasoning tokens (a request's own budget wins).
+    # Reasoning: the format ("auto": from the chat template, "none", a family, or {start, end} markers) and a
+    # default budget in tokens (a request's own wins). generation/reasoning.py has the families.
     reasoning: ReasoningSetting = "auto"
     reasoning_budget: Annotated[int, Meta(ge=0)] | None = None
     # Over [server]'s: Anthropic usage scaled to this window (for Claude Code; see ServerSettings).
@@ -111,8 +108,9 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     aliases: list[str] = msgspec.field(default_factory=list)
     # MLX LLMs: shard the model across several processes or Macs (engine "mlx-distributed").
     distributed: DistributedSettings | None = None
-    # LLMs: the prompt cache's bound in MiB, over [pool] prompt_cache_mib (0: off); llama.cpp's --cache-ram.
+    # LLMs: the prompt cache's bounds (RAM MiB, also llama.cpp's --cache-ram; disk GiB) over [pool]'s.
     prompt_cache_mib: Annotated[int, Meta(ge=0)] | None = None
+    prompt_cache_disk_gib: Annotated[float, Meta(ge=0)] | None = None
     # Backpressure, over [pool]'s: requests in service at once, requests waiting, seconds a request may wait.
     max_concurrent: Annotated[int, Meta(ge=1)] | None = None
     max_queue: Annotated[int, Meta(ge=0)] | None = None
@@ -133,10 +131,8 @@ class LlamaCppSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     gpu_layers: int = 0
     # Apply the GGUF's own chat template with llama.cpp's jinja engine (as MLX does through transformers).
     jinja: bool = True
-    # Reuse a slot's KV cache for a shared prompt prefix (multi-turn chat, agents): only the new suffix is
-    # evaluated, and usage.prompt_tokens_details.cached_tokens counts the reused tokens. On, as llama-server
-    # has it: off, the child also spends ~75 ms clearing the slot per request. The price: a cached prefix
-    # can flip a greedy near-tie (CPU flash attention is not batch-invariant, docs/BENCHMARKS.md).
+    # Reuse a slot's KV cache for a shared prompt prefix (cached_tokens in usage); on, as llama-server has
+    # it. The price: a cached prefix can flip a greedy near-tie (CPU kernels are not batch-invariant).
     cache_prompt: bool = True
     flash_attn: bool = True  # llama.cpp's own choice ("auto"); false: off
     start_timeout: Annotated[float, Meta(gt=0)] = 60.0
@@ -160,14 +156,12 @@ class ServerSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     # A generation running longer than this ends with 408 (or an error event when streaming).
     request_timeout: Annotated[float, Meta(gt=0)] = 600.0
-    # A stream waits this long for its first token before starting the response (errors until then are
-    # HTTP errors); after that, and whenever output pauses, a `: keep-alive` comment every keepalive_interval.
+    # A stream's first token is awaited this long before the response starts; then `: keep-alive` comments.
     stream_grace: Annotated[float, Meta(ge=0)] = 1.5
     keepalive_interval: Annotated[float, Meta(gt=0)] = 5.0
-    # Opt-in, for Claude Code (which assumes a 200k window for models it does not know and compacts near
-    # ~167k): report Anthropic usage scaled so that the model's real window maps onto this many tokens.
-    # The figures are then not token counts; leave unset for every other client.
+    # Claude Code only (it assumes 200k, compacts near ~167k): Anthropic usage scaled to this window.
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
+    ollama_version: str = "0.12.0"  # GET /api/version's answer (Ollama clients gate on it; Copilot: >= 0.6.4)
 
 
 class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -181,12 +175,14 @@ class PoolSettings(Struct, forbid_unknown_fields=True, kw_only=True):
     model_dirs: list[str] = msgspec.field(default_factory=list)
     # Serve MLX-format repos found in the Hugging Face cache ($HF_HUB_CACHE, ~/.cache/huggingface/hub).
     discover_hf_cache: bool = True
-    # Serve the models LM Studio downloaded (its models folder) and Ollama's (its manifests), read-only.
+    # Serve LM Studio's and Ollama's downloaded models, read-only.
     discover_lmstudio: bool = True
     discover_ollama: bool = True
-    # Per MLX model: KV caches of finished requests kept for reuse by prompts sharing their prefix
-    # (multi-turn chats, agents); counted in the model's memory. 0 turns the prompt cache off.
+    # Per model: KV of finished requests reused by prompts sharing a prefix (in the memory budget; 0: off).
     prompt_cache_mib: Annotated[int, Meta(ge=0)] = 256
+    # Under it: KV files on disk (in prompt_cache_dir, default <cache>/kv), kept over restarts; 0: off.
+    prompt_cache_disk_gib: Annotated[float, Meta(ge=0)] = 4.0
+    prompt_cache_dir: str | None = None
     # Backpressure per model: requests in service at once (unset: llama.cpp's `parallel` slots, 32 on MLX);
     # beyond that up to max_queue wait (more → 429), each at most queue_timeout seconds (then 503).
     max_concurrent: Annotated[int, Meta(ge=1)] | None = None
@@ -203,6 +199,17 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
     # The folder relative sources are resolved against (the config file's folder).
     base_dir: str = "."
+
+    def prompt_cache_disk_bytes(self, entry: ModelEntry) -> int:
+        """The bound of an LLM's prompt-cache files on disk: the entry's setting, else [pool]'s."""
+        gib = entry.prompt_cache_disk_gib
+        return int((gib if gib is not None else self.pool.prompt_cache_disk_gib) * 2**30)
+
+    @property
+    def kv_dir(self) -> Path:
+        """Where prompt-cache files live: [pool] prompt_cache_dir, $RADIS_MLX_KV_DIR, else the cache's kv/."""
+        configured = self.pool.prompt_cache_dir or os.environ.get(ENV_KV)
+        return Path(configured).expanduser() if configured else self.cache_dir / "kv"
 
     def prompt_cache_bytes(self, entry: ModelEntry) -> int:
         """The bound of an LLM's prompt cache: the entry's setting, else [pool]'s."""

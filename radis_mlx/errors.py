@@ -16,8 +16,9 @@ RadisError                      status  type
     └── QueueTimeoutError         503   server_error (code queue_timeout; Retry-After)
 
 api/errors.py renders any of these in the wire family of the route (OpenAI's
-`{"error": {"message", "type", "param", "code"}}`, Anthropic's `{"type": "error", "error": {...}}`;
-schemas/errors.py holds both shapes), with the error's `headers` (Retry-After on backpressure).
+`{"error": {"message", "type", "param", "code"}}`, Anthropic's `{"type": "error", "error": {...}}`,
+Ollama's `{"error": "..."}`; schemas/errors.py holds the shapes), with the error's `headers`
+(Retry-After on backpressure).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist", param="model")
+        self.model = model  # Ollama's wording names it: model 'x' not found
 
 
 class ModelLoadError(RadisError):

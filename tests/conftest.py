@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from tests.support.server import MINILM_SOURCE, STARTER_SOURCE
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_prompt_cache_files(tmp_path_factory):
+    """Every server the tests start keeps its prompt-cache files in this session's own folder: a run never
+    finds another run's KV files (which would make a first request come out cached)."""
+    os.environ["RADIS_MLX_KV_DIR"] = str(tmp_path_factory.mktemp("kv"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from litestar import HttpMethod, Request, get, post, route
 from litestar.di import NamedDependency
@@ -152,9 +154,29 @@ async def model_by_id(
     return model_info(pool, pool.get(model_id.lstrip("/")))
 
 
-async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
+@dataclass
+class Downloading:
+    """A pull's progress: bytes done, of total when the source says."""
+
+    done: int
+    total: int | None
+
+
+@dataclass
+class Pulled:
+    """A pull's end: the model id it serves under and its local files."""
+
+    model_id: str
+    path: Path
+
+
+async def pull_progress(pool: ModelPool, name: str) -> AsyncIterator[Downloading | Pulled]:
+    """Run a pull on its download thread: progress at most every PROGRESS_INTERVAL, then the result.
+
+    The management API streams it as SSE, Ollama's /api/pull as NDJSON; a failure is raised.
+    """
     loop = asyncio.get_running_loop()
-    events: asyncio.Queue[PullEvent] = asyncio.Queue()
+    events: asyncio.Queue[Downloading] = asyncio.Queue()
     last = 0.0
 
     def progress(done: int, total: int | None) -> None:  # called on the download thread
@@ -162,23 +184,31 @@ async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
         now = time.monotonic()
         if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
             last = now
-            event = PullEvent(status="downloading", model=name, completed=done, total=total)
-            loop.call_soon_threadsafe(events.put_nowait, event)
+            loop.call_soon_threadsafe(events.put_nowait, Downloading(done, total))
 
-    yield sse(PullEvent(status="pulling", model=name))
     task = asyncio.ensure_future(pool.catalog.pull(name, progress))
+    while not task.done():
+        getter = asyncio.ensure_future(events.get())
+        await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            yield getter.result()
+        else:
+            getter.cancel()
+    while not events.empty():
+        yield events.get_nowait()
+    yield Pulled(*task.result())
+
+
+async def _pull_events(pool: ModelPool, name: str) -> AsyncIterator[bytes]:
+    yield sse(PullEvent(status="pulling", model=name))
     try:
-        while not task.done():
-            getter = asyncio.ensure_future(events.get())
-            await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                yield sse(getter.result())
+        async for event in pull_progress(pool, name):
+            if isinstance(event, Downloading):
+                yield sse(
+                    PullEvent(status="downloading", model=name, completed=event.done, total=event.total)
+                )
             else:
-                getter.cancel()
-        while not events.empty():
-            yield sse(events.get_nowait())
-        model_id, path = task.result()
-        yield sse(PullEvent(status="success", model=model_id, path=str(path)))
+                yield sse(PullEvent(status="success", model=event.model_id, path=str(event.path)))
     except Exception as exc:
         yield sse_error(exc)
     yield SSE_DONE

@@ -14,18 +14,20 @@ from typing import cast
 
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
+from radis_mlx.api.metrics import is_inference
+
 log = logging.getLogger(__name__)
 
 
 class DisconnectMiddleware:
-    """Watches POST /v1/... for a client that leaves before the response starts."""
+    """Watches inference requests (metrics.is_inference) for a client leaving before the response starts."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         http = cast(HTTPScope, scope)
-        if scope["type"] != "http" or http["method"] != "POST" or not http["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not is_inference(http):
             await self.app(scope, receive, send)
             return
         watcher: asyncio.Task[ReceiveMessage] | None = None

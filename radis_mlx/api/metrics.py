@@ -1,6 +1,7 @@
 """GET /api/v0/metrics: uptime, requests served and failed, tokens generated, memory (the dashboard polls it).
 
-Counting is one ASGI middleware over the inference routes (POST /v1/...): it reads the response status,
+Counting is one ASGI middleware over the inference routes (POST /v1/..., and Ollama's /api/chat,
+/api/generate, /api/embed and /api/embeddings): it reads the response status,
 and a stream that fails after its start says so through `count_failure` (api/errors.stream_failure).
 Tokens are added by `count_generated_tokens`, which the runner calls on a generation's last chunk. A
 context variable carries the request's counters there, so nothing global is shared between apps.
@@ -56,8 +57,13 @@ def count_failure() -> None:
         request.failed = True
 
 
-def _is_inference(scope: HTTPScope) -> bool:
-    return scope["method"] == "POST" and scope["path"].startswith("/v1/")
+OLLAMA_INFERENCE = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+
+
+def is_inference(scope: HTTPScope) -> bool:
+    """A request that runs a model: POST /v1/... or one of Ollama's generation and embedding routes."""
+    path = scope["path"]
+    return scope["method"] == "POST" and (path.startswith("/v1/") or path in OLLAMA_INFERENCE)
 
 
 class MetricsMiddleware:
@@ -68,7 +74,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_inference(cast(HTTPScope, scope)):
+        if scope["type"] != "http" or not is_inference(cast(HTTPScope, scope)):
             await self.app(scope, receive, send)
             return
         request = _Request(self.metrics)

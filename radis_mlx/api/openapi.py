@@ -2,8 +2,9 @@
 
 Handlers decode their bodies themselves (strict msgspec, precise error paths), so Litestar does
 not know the request schemas: each POST handler names its request Struct in `opt["request"]`, and
-this module adds those schemas (from msgspec), the SSE alternative of streaming endpoints, and the
-OpenAI error responses to every operation.
+this module adds those schemas (from msgspec), the SSE (or, for Ollama's routes, NDJSON: `opt["ndjson"]`)
+alternative of streaming endpoints, and the error responses (OpenAI's unless `opt["error"]`) to every
+operation.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def document(app: Litestar) -> None:
     spec = app.openapi_schema
     requests: dict[tuple[str, str], type[msgspec.Struct]] = {}
     events: dict[str, type[msgspec.Struct]] = {}  # path → the Struct each SSE event carries
+    lines: dict[str, type[msgspec.Struct]] = {}  # path → the Struct each NDJSON line carries
     errors: dict[str, type[msgspec.Struct]] = {}  # path → its error body, where not OpenAI's
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
@@ -46,9 +48,11 @@ def document(app: Litestar) -> None:
                 requests.update({(path, method.lower()): request for method in handler.http_methods})
             if event := handler.opt.get("sse"):
                 events[route.path_format] = event
+            if chunk := handler.opt.get("ndjson"):
+                lines[route.path_format] = chunk
             if error_body := handler.opt.get("error"):
                 errors[route.path_format] = error_body
-    structs = [*requests.values(), *events.values(), *errors.values(), ErrorResponse]
+    structs = [*requests.values(), *events.values(), *lines.values(), *errors.values(), ErrorResponse]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     schemas = spec.components.schemas if spec.components and spec.components.schemas is not None else {}
     schemas.update(components)
@@ -61,7 +65,7 @@ def document(app: Litestar) -> None:
             body = _error_body(errors.get(path, ErrorResponse))
             responses.update({code: {"description": text, **body} for code, text in _ERRORS.items()})
             if request := requests.get((path, method)):
-                _document_request(operation, request, responses)
+                _document_request(operation, request, responses, ndjson=lines.get(path))
             if event := events.get(path):
                 content = {"text/event-stream": {"schema": _sse_event(f"{{{event.__name__}}}")}}
                 responses["200"] = {"description": f"Server-sent {event.__name__} events", "content": content}
@@ -84,15 +88,23 @@ def _error_body(struct: type[msgspec.Struct]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": _REF.format(name=struct.__name__)}}}}
 
 
-def _document_request(operation: Any, request: type[msgspec.Struct], responses: dict[str, Any]) -> None:
+def _document_request(
+    operation: Any,
+    request: type[msgspec.Struct],
+    responses: dict[str, Any],
+    ndjson: type[msgspec.Struct] | None = None,
+) -> None:
     body = {"$ref": _REF.format(name=request.__name__)}
     operation.request_body = {"required": True, "content": {"application/json": {"schema": body}}}
     ok = responses.get("200")
     content = getattr(ok, "content", None) or {}
     json_media = content.get("application/json")
     schema = getattr(json_media, "schema", None)
-    # `Model | Stream` renders as oneOf [Model, {}]: keep the model, document the stream as SSE.
+    # `Model | Stream` renders as oneOf [Model, {}]: keep the model, document the stream as SSE or NDJSON.
     one_of = getattr(schema, "one_of", None)
     if one_of and json_media is not None:
         json_media.schema = next(s for s in one_of if getattr(s, "ref", None))
-        content["text/event-stream"] = {"schema": _sse_event("{chunk}")}
+        if ndjson is not None:  # one JSON object per line
+            content["application/x-ndjson"] = {"schema": {"$ref": _REF.format(name=ndjson.__name__)}}
+        else:
+            content["text/event-stream"] = {"schema": _sse_event("{chunk}")}

@@ -81,8 +81,14 @@ class Started:
         await self._stream.aclose()  # type: ignore[attr-defined]
 
 
-async def keepalive(events: AsyncIterator[bytes], first: Started, interval: float) -> AsyncIterator[bytes]:
-    """SSE bytes as they come; until the first chunk is in, only a `: keep-alive` comment every `interval`."""
+async def keepalive(
+    events: AsyncIterator[bytes], first: Started, interval: float, beat: bytes = SSE_KEEPALIVE
+) -> AsyncIterator[bytes]:
+    """Stream bytes as they come; until the first chunk is in, only `beat` every `interval`.
+
+    SSE's beat is a `: keep-alive` comment; NDJSON's (Ollama) is an empty chunk, since its clients
+    parse every line as JSON.
+    """
     if first.first.done():
         try:
             async for event in events:
@@ -94,7 +100,7 @@ async def keepalive(events: AsyncIterator[bytes], first: Started, interval: floa
     pending = asyncio.ensure_future(anext(events))
     try:
         while not first.first.done():
-            yield SSE_KEEPALIVE
+            yield beat
             await asyncio.wait({first.first}, timeout=interval)
         try:
             yield await pending  # held back until now: no event before the first token, as without the wait

@@ -87,6 +87,8 @@ def create_engine(model_id: str, entry: ModelEntry, path: Path, config: Config) 
             context_length=entry.context_length,
             cache_dir=config.cache_dir,
             prompt_cache_bytes=config.prompt_cache_bytes(entry),
+            prompt_cache_disk_bytes=config.prompt_cache_disk_bytes(entry),
+            kv_dir=config.kv_dir,
         )
     if entry.kind != "llm" and name == "mlx":
         from radis_mlx.engines.mlx.embed import MlxEmbedEngine

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from radis_mlx.generation.chat_template import template_tools
+from radis_mlx.generation.tool_stream import CallScanner
 from radis_mlx.generation.types import (
     GenerationChunk,
     GenerationRequest,
@@ -67,6 +68,7 @@ class _Output:
         self.text = ""
         self.space = ""  # trailing whitespace of the content, held: dropped before a call
         self.new_calls: list[ToolCall] = []
+        self.deltas: list[ToolCallDelta] = []  # calls being written (JSON-bodied formats)
         self.logprobs: list[TokenLogprob] | None = None
         self.reasoning = ""  # passed through: calls are parsed from the answer only
         self.tokens = 0
@@ -92,15 +94,21 @@ class _Output:
             self.new_calls.append(call)
             self.calls += 1
 
+    def stream(self, deltas: list[ToolCallDelta]) -> None:
+        """Argument text as it is written (parallel_tool_calls false: the first call's only)."""
+        self.deltas += [d for d in deltas if not (self.single and d.index > 0)]
+
     def chunk(self) -> GenerationChunk | None:
-        if not (self.text or self.new_calls or self.logprobs or self.reasoning):
+        if not (self.text or self.new_calls or self.logprobs or self.reasoning or self.deltas):
             return None
         out = GenerationChunk(
             self.text, tool_calls=self.new_calls or None, logprobs=self.logprobs, reasoning=self.reasoning
         )
+        out.tool_call_deltas = self.deltas or None
         out.tokens, out.prompt_tokens = self.tokens, self.prompt.prompt_tokens if self.prompt else 0
         out.cached_tokens = self.prompt.cached_tokens if self.prompt else 0
         self.text, self.new_calls, self.logprobs, self.reasoning, self.tokens = "", [], None, "", 0
+        self.deltas = []
         return out
 
     def last(self, chunk: GenerationChunk) -> GenerationChunk:
@@ -112,6 +120,7 @@ class _Output:
             chunk,
             text=out.text,
             tool_calls=out.tool_calls,
+            tool_call_deltas=out.tool_call_deltas,
             logprobs=out.logprobs,
             finish_reason=finish,
             reasoning=out.reasoning,
@@ -120,17 +129,24 @@ class _Output:
 
 
 async def parse_native(
-    stream: AsyncIterator[GenerationChunk], native: ToolFormat, request: GenerationRequest
+    stream: AsyncIterator[GenerationChunk], native: ToolFormat, request: GenerationRequest, *, json_body: bool
 ) -> AsyncIterator[GenerationChunk]:
-    """Content streams as it comes; each call between the markers is parsed once it is complete."""
+    """Content streams as it comes; each call between the markers is parsed once it is complete.
+
+    `json_body`: the family writes each call as `{"name", "arguments"}` JSON, so its arguments stream as
+    they are written (tool_stream.py); other families' calls come whole, once parsed.
+    """
     tools = template_tools(request.tools or [])
     out, buffer, inside = _Output(request), "", False
+    scanner: CallScanner | None = None
+    fed = 0  # of the current call's body, what the scanner has seen
 
     def finish_call(body: str) -> None:
         try:
             parsed = native.parse(body, tools)
-            for item in parsed if isinstance(parsed, list) else [parsed]:
-                out.call(new_call(item))
+            items = parsed if isinstance(parsed, list) else [parsed]
+            for index, item in enumerate(items):
+                out.call(streamed_call(new_call(item), scanner, index))
         except (ValueError, KeyError, TypeError, AttributeError):
             out.content(native.start + body + native.end)  # not a call after all: nothing is lost
 
@@ -147,11 +163,18 @@ async def parse_native(
                         buffer = buffer[len(buffer) - keep :]
                         break
                     out.content(buffer[:at])
-                    buffer, inside = buffer[at + len(native.start) :], True
+                    buffer, inside, fed = buffer[at + len(native.start) :], True, 0
+                    scanner = CallScanner(1, first_index=out.calls) if json_body else None
                 elif native.end and (end := buffer.find(native.end)) >= 0:
+                    if scanner is not None:
+                        out.stream(scanner.feed(buffer[fed:end]))
                     finish_call(buffer[:end])
-                    buffer, inside = buffer[end + len(native.end) :], False
+                    buffer, inside, scanner = buffer[end + len(native.end) :], False, None
                 else:
+                    if scanner is not None:  # held back: what may be the start of the end marker
+                        upto = len(buffer) - _partial_marker(buffer, native.end)
+                        out.stream(scanner.feed(buffer[fed:upto]))
+                        fed = max(fed, upto)
                     break
             if chunk.finish_reason is not None:
                 if inside and chunk.finish_reason == "stop":
@@ -178,17 +201,23 @@ async def parse_json(
     stream: AsyncIterator[GenerationChunk],
     decode: Callable[[Any], tuple[list[ToolCall], str]],
     request: GenerationRequest,
+    *,
+    call_depth: int,
 ) -> AsyncIterator[GenerationChunk]:
     """A constrained JSON reply, decoded into calls or content once complete (cut short: the raw text).
 
-    A generic `{"response": "..."}` reply streams its text as it comes: the JSON string, decoded.
+    A generic `{"response": "..."}` reply streams its text as it comes: the JSON string, decoded; calls
+    (objects at `call_depth`: 3 in `{"tool_calls": [...]}`, 1 for a lone call) stream their arguments.
     """
     out, text = _Output(request), ""
     response: _JsonString | None = None
+    scanner = CallScanner(call_depth)
     try:
         async for chunk in stream:
             out.take(chunk)
             text += chunk.text
+            if response is None:
+                out.stream(scanner.feed(chunk.text))
             if response is None and (opened := _RESPONSE.match(text)):
                 response = _JsonString()
                 out.content(response.feed(text[opened.end() :]))
@@ -205,12 +234,22 @@ async def parse_json(
             if response is not None:  # streamed already: the rest of it, or (cut short) nothing more
                 content = content[len(response.sent) :] if content.startswith(response.sent) else ""
             out.content(content)
-            for call in calls:
-                out.call(call)
+            for index, call in enumerate(calls):
+                out.call(streamed_call(call, scanner, index))
             yield out.last(chunk)
             return
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+def streamed_call(call: ToolCall, scanner: CallScanner | None, index: int) -> ToolCall:
+    """A parsed call as it was streamed: the id its deltas carried, its arguments exactly their text."""
+    if scanner is None or index >= len(scanner.calls):
+        return call
+    arguments = scanner.arguments(index)
+    return ToolCall(
+        scanner.calls[index].id, call.name, arguments if arguments is not None else call.arguments
+    )
 
 
 # The start of a generic text reply; llguidance writes it compact, a llama-server grammar may add spaces.

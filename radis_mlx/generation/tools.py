@@ -116,23 +116,24 @@ def with_tools(
         schema = generic_schema(offered, request.tool_choice, request.parallel_tool_calls)
         messages = _with_system(messages, generic_instructions(offered, request.tool_choice))
         prepared = dataclasses.replace(request, messages=messages, tools=None, json_schema=schema)
-        return parse_json(generate(prepared), generic_calls, request)
+        return parse_json(generate(prepared), generic_calls, request, call_depth=3)
     if not offered:
         return generate(dataclasses.replace(request, tools=None))
     forced = _forced_custom(offered, request.tool_choice)
     if forced is not None:
         return custom_call(generate(dataclasses.replace(request, grammar=forced.grammar)), forced, request)
     if request.tool_choice == "auto":
-        return parse_native(generate(request), native, request)
+        return parse_native(generate(request), native, request, json_body=native.family in _JSON_BODIES)
     chosen = _chosen(offered, request.tool_choice)
     if native.family in _JSON_BODIES:
         # The reply starts inside a call: only the JSON body is generated, constrained.
         schema = {"anyOf": [call_schema(t) for t in chosen]} if len(chosen) > 1 else call_schema(chosen[0])
         prepared = dataclasses.replace(request, json_schema=schema, assistant_prefix=native.start + "\n")
-        return parse_json(generate(prepared), lambda body: ([new_call(body)], ""), request)
+        return parse_json(generate(prepared), lambda body: ([new_call(body)], ""), request, call_depth=1)
     # A family whose call syntax is no JSON: the generic constraint, over the model's native prompt.
     schema = generic_schema(chosen, request.tool_choice, request.parallel_tool_calls)
-    return parse_json(generate(dataclasses.replace(request, json_schema=schema)), generic_calls, request)
+    prepared = dataclasses.replace(request, json_schema=schema)
+    return parse_json(generate(prepared), generic_calls, request, call_depth=3)
 
 
 def _forced_custom(tools: list[ToolDefinition], choice: Any) -> ToolDefinition | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from radis_mlx.config import Config
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
@@ -16,6 +17,7 @@ from radis_mlx.pool.budget import FileFacts, file_facts
 from radis_mlx.pool.discovery import ORIGINS, discover, hf_cache_dir
 from radis_mlx.pool.state import ModelState, PoolSlot
 from radis_mlx.store.lmstudio import lmstudio_models_folders
+from radis_mlx.store.metadata import model_metadata
 from radis_mlx.store.ollama import ollama_models_dir
 from radis_mlx.store.sources import ModelStore, Progress, is_remote_source, parse_source
 
@@ -101,6 +103,11 @@ class Catalog:
         """Format, architecture, quantization and size from the files (None before a download)."""
         path = self.path_of(slot)
         return file_facts(path) if path is not None else None
+
+    def metadata(self, slot: PoolSlot) -> dict[str, Any]:
+        """GGUF-style key/values of the model's files (Ollama's model_info); {} before a download."""
+        path = self.path_of(slot)
+        return model_metadata(path) if path is not None else {}
 
     async def pull(self, name: str, progress: Progress | None = None) -> tuple[str, Path]:
         """Download a model id's source, or a source string, into the caches; (model id, path)."""

@@ -118,8 +118,11 @@ class ModelPool:
         return sum(slot.held_bytes for slot in self.slots())
 
     @asynccontextmanager
-    async def acquire(self, model_id: str, *, ttl: float | None = None) -> AsyncIterator[Engine]:
-        """Hold a loaded engine for the duration of one request; `ttl` sets its idle TTL from now on."""
+    async def acquire(
+        self, model_id: str, *, ttl: float | None = None, unload_after: bool = False
+    ) -> AsyncIterator[Engine]:
+        """Hold a loaded engine for the duration of one request; `ttl` sets its idle TTL from now on,
+        `unload_after` unloads it once the request (and any other on it) is done."""
         slot = self.get(model_id)
         if ttl is not None:
             slot.ttl = ttl
@@ -137,6 +140,8 @@ class ModelPool:
                 if slot.active == 0:
                     slot.idle.set()
                     self._released.set()
+                if unload_after:
+                    self.unload_soon(slot.model_id)
 
     def admission(self, model_id: str) -> Admission:
         """The backpressure gate of a model (created on its first request)."""
@@ -188,6 +193,16 @@ class ModelPool:
                 self.evictions.append((model_id, reason))
             log.info("unloaded %s (%s)", model_id, reason)
         return True
+
+    def unload_soon(self, model_id: str) -> None:
+        """Unload a model in the background once its requests finish (Ollama's `keep_alive: 0`)."""
+        self._spawn(self._unload_quietly(model_id))
+
+    async def _unload_quietly(self, model_id: str) -> None:
+        try:
+            await self.unload(model_id)
+        except Exception:
+            log.exception("unloading %s failed", model_id)
 
     async def close(self) -> None:
         """Unload everything (server shutdown)."""

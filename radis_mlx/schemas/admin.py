@@ -101,7 +101,7 @@ class PullEvent(Struct, kw_only=True, omit_defaults=True):
 
 
 class ServerMetrics(Struct, kw_only=True):
-    """Counters since the server started (GET /api/v0/metrics); requests are POSTs to /v1/..."""
+    """Counters since the server started (GET /api/v0/metrics); requests: POST /v1/..., Ollama's inference."""
 
     uptime_seconds: float
     requests_served: int

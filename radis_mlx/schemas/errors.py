@@ -1,4 +1,4 @@
-"""Every error body shape, once: OpenAI's (also the Responses API's) and Anthropic's.
+"""Every error body shape, once: OpenAI's (also the Responses API's), Anthropic's and Ollama's.
 
 api/errors.py picks the shape by route and renders it for the app's handler, the guard middleware
 and every mid-stream failure; nothing else builds an error body.
@@ -10,7 +10,7 @@ from typing import Literal
 
 from msgspec import Struct
 
-from radis_mlx.errors import ContextLengthExceeded, RadisError
+from radis_mlx.errors import ContextLengthExceeded, ModelNotFoundError, RadisError
 
 
 class ErrorDetail(Struct):
@@ -67,8 +67,26 @@ class AnthropicErrorResponse(Struct):
         ):
             # Anthropic's own words, which agent clients (Claude Code) match to compact the conversation.
             message = f"prompt is too long: {error.prompt} tokens > {error.context - 1} maximum"
-        elif error.param and error.param not in error.message:
-            message = f"{error.param}: {error.message}"
         else:
-            message = error.message
+            message = _named(error)
         return cls(AnthropicErrorDetail(kind, message))
+
+
+class OllamaErrorResponse(Struct):
+    """Ollama's error body (what its /api/* routes answer): {"error": "<message>"}, flat."""
+
+    error: str
+
+    @classmethod
+    def of(cls, error: RadisError) -> OllamaErrorResponse:
+        """Ollama's words for an unknown model (clients match "not found"); else the message, field first."""
+        if isinstance(error, ModelNotFoundError):
+            return cls(f"model '{error.model}' not found")
+        return cls(_named(error))
+
+
+def _named(error: RadisError) -> str:
+    """The message, led by the field it is about where it does not name it already."""
+    if error.param and error.param not in error.message:
+        return f"{error.param}: {error.message}"
+    return error.message

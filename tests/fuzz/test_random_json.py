@@ -1,4 +1,4 @@
-"""Random JSON (and non-JSON) thrown at every endpoint: never a 5xx, always an OpenAI-shaped error."""
+"""Random JSON (and non-JSON) thrown at every endpoint: never a 5xx, always an error in the route's shape."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ FIELDS = [
     "tokens",
     "add_special",
     "with_pieces",
+    # Ollama's
+    "options",
+    "keep_alive",
+    "format",
+    "think",
+    "raw",
+    "suffix",
+    "images",
+    "name",
 ]
 # Bodies shaped like requests, with random values in the fields that matter.
 REQUEST_LIKE = st.fixed_dictionaries(
@@ -64,6 +73,12 @@ ENDPOINTS = [
     "/v1/rerank",
     "/tokenize",
     "/detokenize",
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/show",
+    "/api/pull",
 ]
 
 
@@ -79,6 +94,8 @@ def check(response, path: str = "/v1/") -> None:
         body = response.json()
         if path.startswith("/v1/messages"):  # the Anthropic routes answer in Anthropic's error shape
             assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+        elif path.startswith("/api/"):  # Ollama's: {"error": "..."}
+            assert set(body) == {"error"} and isinstance(body["error"], str), body
         else:
             assert set(body["error"]) == {"message", "type", "param", "code"}, body
 

@@ -30,6 +30,9 @@ STREAMS = [
     ("/api/v0/models/pull", {"model": "org/model"}),
     ("/v1/chat/completions", {"model": "fake", "messages": HI, "stream": True}),
     ("/v1/completions", {"model": "fake", "prompt": "hi", "stream": True}),
+    ("/api/chat", {"model": "fake", "messages": HI}),  # Ollama's: NDJSON unless stream is false
+    ("/api/generate", {"model": "fake", "prompt": "hi"}),
+    ("/api/pull", {"model": "org/model"}),
 ]
 
 

@@ -45,6 +45,12 @@ engine = "llamacpp"
 context_length = 2048
 chat_template = '''{TOOL_TEMPLATE}'''
 
+[models.smollm2-think-llamacpp]
+source = "{STARTER_SOURCE}"
+engine = "llamacpp"
+context_length = 2048
+chat_template = '''{THINK_TEMPLATE}'''
+
 [models.smollm2-fim-mlx]
 source = "{STARTER_SOURCE}"
 engine = "mlx"

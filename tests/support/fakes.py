@@ -10,7 +10,7 @@ from litestar import Litestar
 from radis_mlx.app import create_app
 from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.engines.base import Engine, EngineInfo
-from radis_mlx.errors import ContextLengthExceeded, ModelLoadError
+from radis_mlx.errors import ContextLengthExceeded, NotFoundError
 from radis_mlx.generation.stops import StopBuffer
 from radis_mlx.generation.types import (
     EmbeddingResult,
@@ -104,7 +104,9 @@ def fake_app() -> Litestar:
         return FakeEngine(context_length=4096)
 
     def no_download(source, progress=None):
-        raise ModelLoadError(f"the fuzz app downloads nothing ({source})")
+        # What a hub answers for a repository it does not have: a pull that finds nothing, not a
+        # server error (Ollama's non-streaming /api/pull answers with the failure's status).
+        raise NotFoundError(f"the fuzz app downloads nothing ({source})")
 
     pool = ModelPool(config, factory=factory)
     pool.store.materialize = no_download  # pulls of generated ids must never reach the network

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import random
 from collections.abc import AsyncIterator
 
 import jsonschema_rs
@@ -267,3 +269,29 @@ def test_call_arguments_are_closed_to_the_declared_ones_unless_the_schema_says_o
     assert call_schema(ToolDefinition("f", "", open_schema))["properties"]["arguments"] == open_schema
     undeclared = {"type": "object", "properties": {}, "required": ["x"]}
     assert call_schema(ToolDefinition("f", "", undeclared))["properties"]["arguments"] == undeclared
+
+
+@pytest.mark.parametrize("template", [NATIVE, PLAIN])
+def test_arguments_stream_as_deltas_that_join_into_the_finished_call(template):
+    if template == NATIVE:
+        call = '{"name": "get_weather", "arguments": {"city": "Paris", "days": [1, 2]}}'
+        reply = f"<tool_call>\n{call}\n</tool_call>"
+        choice = "auto"
+    else:
+        reply = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "days": [1, 2]}}]}'
+        choice = "required"
+    rng = random.Random(5)
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(reply)), 12))
+        pieces = [reply[a:b] for a, b in itertools.pairwise([0, *cuts, len(reply)])]
+        chunks = run(ScriptedEngine(template, pieces), tool_choice=choice)
+        deltas = [d for c in chunks for d in c.tool_call_deltas or []]
+        (call,) = calls_of(chunks)
+        assert deltas and deltas[0].name == "get_weather" and {d.id for d in deltas} == {call.id}
+        assert "".join(d.arguments for d in deltas) == call.arguments == '{"city": "Paris", "days": [1, 2]}'
+        arrived = [
+            i
+            for i, c in enumerate(chunks)
+            if c.tool_call_deltas and any(d.arguments for d in c.tool_call_deltas)
+        ]
+        assert arrived[0] < len(chunks) - 1 or len(pieces) < 3  # before the call completed

@@ -95,6 +95,7 @@ class ResponseEvents:
         self.logprobs: list[TokenLogprob] = []
         self.calls: list[ToolCall] = []
         self.streamed: dict[str, str] = {}  # call id → item id, for calls that came as deltas
+        self._open_name = ""
 
     def emit(self, kind: str, **fields: object) -> bytes:
         event = StreamEvent(type=kind, sequence_number=next(self.sequence), **fields)  # type: ignore[arg-type]
@@ -163,6 +164,7 @@ class ResponseEvents:
                 item_id("ctc" if delta.name in self.shape.custom_tools else "fc"),
             )
             self.streamed[delta.id] = self.open_id
+            self._open_name = delta.name
             started = self.shape.call(ToolCall(delta.id, delta.name, ""), self.open_id)
             started = msgspec.structs.replace(started, status="in_progress")
             events.append(self.emit("response.output_item.added", output_index=len(self.items), item=started))
@@ -191,8 +193,9 @@ class ResponseEvents:
         self.calls.append(call)
         return events + self._close_call(call)
 
-    def _close_call(self, call: ToolCall) -> list[bytes]:
+    def _close_call(self, call: ToolCall, status: str = "completed") -> list[bytes]:
         where, item = self._where(), self.shape.call(call, self.open_id)
+        item = msgspec.structs.replace(item, status=status)
         if isinstance(item, CustomToolCall):
             done = self.here("response.custom_tool_call_input.done", input=item.input)
         else:
@@ -204,7 +207,7 @@ class ResponseEvents:
         return [done, self.emit("response.output_item.done", output_index=where["output_index"], item=item)]
 
     def close(self, cut: bool = False) -> list[bytes]:
-        """Close the open reasoning or message item (an open call closes when its call completes)."""
+        """Close the open item: reasoning, the message, or a call cut short (others close on completion)."""
         where, text = self._where(), "".join(self.parts)
         if self.open == "reasoning":
             item: OutputItem = self.shape.reasoning(text, self.open_id)
@@ -214,6 +217,9 @@ class ResponseEvents:
                     "response.reasoning_summary_part.done", summary_index=0, part=SummaryText(text), **where
                 ),
             ]
+        elif self.open is not None and self.open not in ("message",) and self.open in self.streamed:
+            # A call cut short (max tokens): what was written of it, closed as incomplete.
+            return self._close_call(ToolCall(self.open, self._open_name, text), "incomplete")
         elif self.open == "message":
             item = self.shape.message(text, self.logprobs, cut)
             item = msgspec.structs.replace(item, id=self.open_id)

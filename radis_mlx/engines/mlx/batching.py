@@ -8,11 +8,13 @@ Everything here runs on the model thread; stats() is read from the event loop (p
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from radis_mlx.engines.mlx.kv_disk import MlxDiskTier
 from radis_mlx.engines.mlx.prompt_cache import PromptCache
 from radis_mlx.engines.mlx.sampling import GuardedProcessors
 from radis_mlx.engines.mlx.thread import Emitter
@@ -36,6 +38,8 @@ class Job:
     processors: list[Any]
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None
+    # Message boundaries in the prompt, (token count, kind): where prompt-cache checkpoints are taken.
+    boundaries: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -56,14 +60,22 @@ class BatchScheduler:
     """Steps a BatchGenerator while any request is in it; the model thread calls submit() and step()."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, prompt_cache_bytes: int, score: Scorer, max_batch: int = 32
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        prompt_cache_bytes: int,
+        score: Scorer,
+        max_batch: int = 32,
+        disk: MlxDiskTier | None = None,
     ) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._score = score
         self._max_batch = max_batch
-        self.prompt_cache = PromptCache(prompt_cache_bytes)
+        self.prompt_cache = PromptCache(prompt_cache_bytes, disk)
         self._slots: dict[int, _Slot] = {}
+        self._checkpoints: dict[int, list[str]] = {}  # per request: the kinds of its boundaries still ahead
         self._generator = self._new_generator()
         self.finished = 0
         self.cancelled = 0
@@ -77,8 +89,12 @@ class BatchScheduler:
         """Queue a generation; it is prefilled and decoded by the next steps."""
         cache, cached = self.prompt_cache.fetch(job.prompt)
         guard = GuardedProcessors(job.processors) if job.processors else None
-        (uid,) = self._generator.insert(
-            [job.prompt[cached:]],
+        cuts = [(n, kind) for n, kind in job.boundaries if cached < n < len(job.prompt) - 1]
+        if not self.prompt_cache.wants_checkpoints():
+            cuts = []
+        edges = [cached, *(n for n, _ in cuts), len(job.prompt)]
+        (uid,) = self._generator.insert_segments(
+            [[job.prompt[a:b] for a, b in itertools.pairwise(edges)]],
             max_tokens=[job.max_tokens],
             caches=[cache],
             all_tokens=[job.prompt[:cached]],
@@ -95,6 +111,8 @@ class BatchScheduler:
             job.logprobs,
             LogprobQueue() if job.logprobs is not None else None,
         )
+        if cuts:
+            self._checkpoints[uid] = [kind for _, kind in cuts]
 
     def step(self) -> None:
         """Drop cancelled requests, then one prefill chunk or decode step for the batch."""
@@ -105,7 +123,8 @@ class BatchScheduler:
         if not self._slots:
             return
         try:
-            _, responses = self._generator.next()
+            prefilled, responses = self._generator.next()
+            self._take_checkpoints(prefilled)
         except Exception as exc:  # the batch's state is unknown now: fail it and start afresh
             log.exception("batched generation failed")
             self._fail_all(EngineError(f"generation failed: {type(exc).__name__}: {exc}"))
@@ -123,9 +142,23 @@ class BatchScheduler:
                 self._drop(response.uid, slot, EngineError(f"generation failed: {type(exc).__name__}: {exc}"))
 
     def close(self) -> None:
-        """End every request (the model is unloading) and release the generator."""
+        """End every request (the model unloads), keep the prompt cache on disk, release the generator."""
         self._fail_all(EngineUnavailableError("the model was unloaded during the request"))
         self._generator.close()
+        self.prompt_cache.persist()
+
+    def _take_checkpoints(self, prefilled: list[Any]) -> None:
+        """Prefill stopped at a message boundary: keep the cache of the prompt so far."""
+        ended = [
+            r.uid
+            for r in prefilled
+            if r.end_of_segment and not r.end_of_prompt and self._checkpoints.get(r.uid)
+        ]
+        if not ended:
+            return
+        for uid, (cache, tokens) in self._generator.extract_cache(ended).items():
+            kind = self._checkpoints[uid].pop(0)
+            self.prompt_cache.checkpoint(list(tokens), cache, kind)
 
     def stats(self) -> dict[str, int]:
         """Counts for /api/v0/models/loaded: requests waiting for their first token, decoding, done."""
@@ -137,10 +170,7 @@ class BatchScheduler:
             "finished": self.finished,
             "cancelled": self.cancelled,
             "failed": self.failed,
-            "prompt_cache_hits": self.prompt_cache.hits,
-            "prompt_cache_misses": self.prompt_cache.misses,
-            "prompt_cache_entries": len(self.prompt_cache),
-            "prompt_cache_bytes": self.prompt_cache.nbytes,
+            **self.prompt_cache.stats(),
         }
 
     def _advance(self, response: Any, slot: _Slot) -> None:
@@ -181,6 +211,7 @@ class BatchScheduler:
         chunk.logprobs = slot.scored.finish(text, slot.stops.stopped) if slot.scored is not None else None
         if response.finish_reason is not None:  # the generator has let it go already
             del self._slots[response.uid]
+            self._checkpoints.pop(response.uid, None)
             self.prompt_cache.insert(response.all_tokens, response.prompt_cache)
         else:
             self._leave([response.uid], keep_cache=True)
@@ -192,6 +223,7 @@ class BatchScheduler:
         caches = self._generator.remove(uids, return_prompt_caches=keep_cache)
         for uid in uids:
             self._slots.pop(uid, None)
+            self._checkpoints.pop(uid, None)
         for cache, tokens in caches.values():
             self.prompt_cache.insert(tokens, cache)
 

@@ -11,9 +11,11 @@ from typing import Any
 from radis_mlx.engines.base import EngineInfo
 from radis_mlx.engines.mlx.batching import BatchScheduler, Job
 from radis_mlx.engines.mlx.grammar_mask import GrammarMask
+from radis_mlx.engines.mlx.kv_disk import MlxDiskTier
 from radis_mlx.engines.mlx.prompt import (
     GuidanceTokenizer,
     keep_leading_space,
+    message_boundaries,
     prompt_param,
     prompt_tokens,
     trained_context,
@@ -53,11 +55,15 @@ class MlxLlmEngine(ThreadedEngine):
         context_length: int | None,
         cache_dir: Path,
         prompt_cache_bytes: int = 0,
+        prompt_cache_disk_bytes: int = 0,
+        kv_dir: Path | None = None,
     ) -> None:
         self.model_id = model_id
         self.path = path
         self.cache_dir = cache_dir
         self.prompt_cache_bytes = prompt_cache_bytes
+        self.prompt_cache_disk_bytes = prompt_cache_disk_bytes
+        self.kv_dir = kv_dir or cache_dir / "kv"
         self.info = EngineInfo(name="mlx", context_length=context_length or 0)
         self._thread = ModelThread(name=f"mlx:{model_id}")
         self._model: Any = None
@@ -110,8 +116,15 @@ class MlxLlmEngine(ThreadedEngine):
         self.info.size_bytes = sum(v.nbytes for _, v in parameters)
         self.info.details = {"format": "gguf" if is_gguf(self.path) else "mlx"}
         mx.eval(self._model.parameters())
+        disk = None
+        if self.prompt_cache_bytes and self.prompt_cache_disk_bytes:
+            disk = MlxDiskTier(self.kv_dir, folder, self.path, self.prompt_cache_disk_bytes)
         self._scheduler = BatchScheduler(
-            self._model, self._tokenizer, prompt_cache_bytes=self.prompt_cache_bytes, score=self._score
+            self._model,
+            self._tokenizer,
+            prompt_cache_bytes=self.prompt_cache_bytes,
+            score=self._score,
+            disk=disk,
         )
         self._thread.stepper = self._scheduler
 
@@ -140,6 +153,8 @@ class MlxLlmEngine(ThreadedEngine):
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
         job = Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
+        if request.messages is not None and self._scheduler.prompt_cache.wants_checkpoints():
+            job.boundaries = message_boundaries(self._tokenizer, request, self.chat_template, prompt)
         self._scheduler.submit(job, emitter)
 
     def _tokenize(self, text: str, add_special: bool, with_pieces: bool) -> Tokenized:

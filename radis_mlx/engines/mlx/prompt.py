@@ -19,20 +19,74 @@ from radis_mlx.generation.types import GenerationRequest, check_token_ids
 
 def render_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
     """A chat request's prompt tokens through an mlx-lm tokenizer (its own template unless given one)."""
+    text = _render(
+        tokenizer, request, template, template_messages(request.messages or [], object_arguments=True)
+    )
+    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+
+
+def message_boundaries(
+    tokenizer: Any, request: GenerationRequest, template: str | None, prompt: list[int]
+) -> list[tuple[int, str]]:
+    """Where the prompt's head ends, as (token count, kind): "system" after the system prompt and tools (what
+    other conversations share), "user" after the last message, before the generation prompt (what the next
+    turn shares; also what a client that edits its last message falls back to, as the turn before)."""
     messages = template_messages(request.messages or [], object_arguments=True)
-    options: dict[str, Any] = {**request.template_kwargs, "add_generation_prompt": True, "tokenize": False}
+    heads = []
+    systems = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
+    if systems or request.tools:  # with an empty user turn: some templates print the system part only then
+        heads.append(([*messages[:systems], {"role": "user", "content": ""}], "system"))
+    if len(messages) > 1:
+        heads.append((messages[:-1], "user"))
+    bounds = []
+    for head, kind in heads:
+        try:
+            text = _render(tokenizer, request, template, head, generation_prompt=False)
+        except InvalidRequestError:  # a template that refuses a partial conversation: no checkpoint there
+            continue
+        shared = common_prefix(list(tokenizer.encode(text, add_special_tokens=False)), prompt)
+        if 0 < shared < len(prompt) - 1:
+            bounds.append((shared, kind))
+    return sorted(set(bounds))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _render(
+    tokenizer: Any,
+    request: GenerationRequest,
+    template: str | None,
+    messages: list[dict[str, Any]],
+    *,
+    generation_prompt: bool = True,
+) -> str:
+    options: dict[str, Any] = {
+        **request.template_kwargs,
+        "add_generation_prompt": generation_prompt,
+        "tokenize": False,
+    }
     if request.tools:
         options["tools"] = template_tools(request.tools)
     own = tokenizer.chat_template
     if template is not None and template not in (own.values() if isinstance(own, dict) else [own]):
         options["chat_template"] = template  # an override; else transformers picks among the model's own
     try:
-        text = tokenizer.apply_chat_template(messages, **options)
+        if getattr(tokenizer, "_chat_template", None) is not None:  # mlx-lm's own renderer for the model
+            text = tokenizer.apply_chat_template(messages, **options)
+        else:
+            # The template itself, not mlx-lm's wrapper: the wrapper sets enable_thinking to whether the
+            # vocabulary has <think>, overriding the template's own default (llama.cpp keeps it, and so
+            # does generation/reasoning.starts_inside).
+            inner = getattr(tokenizer, "_tokenizer", tokenizer)
+            text = inner.apply_chat_template(messages, return_dict=False, **options)
     except (TemplateError, TypeError, ValueError) as exc:  # also the template's own raise_exception()
         raise InvalidRequestError(
             f"the chat template rejected these messages: {exc}", param="messages"
         ) from exc
-    return list(tokenizer.encode(text + request.assistant_prefix, add_special_tokens=False))
+    return str(text)
 
 
 def prompt_tokens(tokenizer: Any, request: GenerationRequest, template: str | None) -> list[int]:
