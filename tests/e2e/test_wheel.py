@@ -111,7 +111,7 @@ def test_the_wheel_installed_alone_serves_from_an_empty_folder(tmp_path):
         server.wait_healthy(f"{base}/health", 120)
         models = {m["id"]: m for m in httpx.get(f"{base}/v1/models").json()["data"]}
         assert models["smollm2-135m-instruct"]["origin"] == "config"
-        page = httpx.get(f"{base}/")
+        page = httpx.get(f"{base}/", headers={"accept": "text/html"})
         assert page.status_code == 200 and "<html" in page.text  # the dashboard came with the wheel
         user_config = home / ".config" / "radis-mlx" / "models.toml"
         assert user_config.read_text() == starter_config()
