@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from radis_mlx.api import admin, dashboard, metrics, openapi
+from radis_mlx.api import admin, dashboard, metrics, openapi, rerank, tokens
 from radis_mlx.api.anthropic import messages
 from radis_mlx.api.disconnect import DisconnectMiddleware
 from radis_mlx.api.errors import encode, family_of
@@ -64,6 +64,9 @@ def create_app(config: Config, pool: ModelPool | None = None) -> Litestar:
             messages.create_message,
             messages.count_message_tokens,
             embeddings.create_embeddings,
+            rerank.rerank,
+            tokens.tokenize,
+            tokens.detokenize,
             admin.list_models,
             admin.list_loaded,
             admin.model_by_id,

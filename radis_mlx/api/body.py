@@ -13,6 +13,7 @@ from radis_mlx.errors import InvalidRequestError
 
 T = TypeVar("T")
 _PATH = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING = re.compile(r"^Object missing required field `([^`]+)`")
 
 
 def decode_body(body: bytes, model: type[T]) -> T:
@@ -20,8 +21,11 @@ def decode_body(body: bytes, model: type[T]) -> T:
     try:
         decoded = msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
-        match = _PATH.search(str(exc))
-        raise InvalidRequestError(str(exc), param=match.group(1) if match else None) from None
+        match, missing = _PATH.search(str(exc)), _MISSING.match(str(exc))
+        param = match.group(1) if match else None
+        if missing:  # name the missing field itself: `model`, `messages[0].role`
+            param = f"{param}.{missing.group(1)}" if param else missing.group(1)
+        raise InvalidRequestError(str(exc), param=param) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"We could not parse the JSON body of your request: {exc}") from None
     except RecursionError:  # msgspec's limit on nesting (~1000 levels), e.g. inside a JSON schema

@@ -11,7 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from radis_mlx.errors import InvalidRequestError
-from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest, ReasoningFormat
+from radis_mlx.generation.types import (
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    ReasoningFormat,
+    RerankResult,
+    Tokenized,
+)
 
 
 @dataclass
@@ -58,6 +65,14 @@ class Engine(abc.ABC):
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Embed each input into one vector."""
         raise InvalidRequestError("this model cannot produce embeddings", param="model")
+
+    async def rerank(self, query: str, documents: list[str]) -> RerankResult:
+        """Score each document's relevance to the query (cross-encoders)."""
+        raise InvalidRequestError("this model is not a reranker", param="model", code="model_not_reranker")
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        """A text's token ids as generation (or embedding) would see them; the pieces if asked."""
+        raise InvalidRequestError("this model has no tokenizer", param="model")
 
     async def detokenize(self, tokens: list[int]) -> str:
         """Text for token ids (echo of a token prompt)."""

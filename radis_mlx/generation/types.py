@@ -262,6 +262,22 @@ class EmbeddingResult:
     prompt_tokens: int
 
 
+@dataclass
+class RerankResult:
+    """One relevance score per document (the cross-encoder's first logit), in the documents' order."""
+
+    scores: list[float]
+    prompt_tokens: int
+
+
+@dataclass
+class Tokenized:
+    """A text's token ids, and each token's bytes when asked for (a piece may be part of a character)."""
+
+    ids: list[int]
+    pieces: list[bytes] | None = None
+
+
 class TextGenerator(Protocol):
     """What the generation layer drives: an engine as seen from here (engines/base.Engine is one)."""
 

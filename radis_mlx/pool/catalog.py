@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radis_mlx.config import Config
+from radis_mlx.config import ENCODER_KINDS, Config
 from radis_mlx.engines.registry import reads_images
 from radis_mlx.errors import ConflictError, InvalidRequestError, ModelNotFoundError, RadisError
 from radis_mlx.pool.budget import FileFacts, file_facts
@@ -165,7 +165,7 @@ class Catalog:
         if slot.engine is not None:
             return list(slot.engine.input_modalities)
         entry = slot.entry
-        path = self.path_of(slot) if entry.kind != "embedding" else None
+        path = self.path_of(slot) if entry.kind not in ENCODER_KINDS else None
         if path is None:
             return ["text", "image"] if entry.kind == "vlm" else ["text"]
         projector = entry.mmproj or find_projector(path)

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from radis_mlx.config import ModelEntry, ModelKind, SamplingDefaults
-from radis_mlx.store.gguf import gguf_metadata, model_files
+from radis_mlx.store.gguf import gguf_kind, gguf_metadata, model_files
 from radis_mlx.store.lmstudio import repo_folders
 from radis_mlx.store.ollama import OllamaModel, ollama_models
 
@@ -181,6 +181,7 @@ def _ollama(model: OllamaModel) -> Discovered:
     defaults, context_length, unused = ollama_defaults(model.params, model.system)
     entry = ModelEntry(
         source=str(model.blob),
+        kind=gguf_kind(model.blob),  # Ollama's nomic-embed-text, bge-m3, ... are embedders
         context_length=context_length,
         defaults=defaults,
         aliases=[model.short_name] if model.short_name else [],
@@ -227,11 +228,13 @@ def _folder(folder: Path, model_id: str, origin: str, owned: Path | None) -> Dis
     embedding = str(config.get("model_type", "")).lower() in _EMBEDDING_TYPES or (
         (folder / "modules.json").is_file() and not config.get("num_key_value_heads")
     )
-    kind: ModelKind = "embedding" if embedding else "llm"
+    classifier = str((config.get("architectures") or [""])[0]).endswith("ForSequenceClassification")
+    kind: ModelKind = ("rerank" if classifier else "embedding") if embedding else "llm"
     entry = ModelEntry(source=str(folder), kind=kind, description=f"discovered in {ORIGINS[origin]}")
     return Discovered(model_id, entry, origin, folder, owned)
 
 
 def _gguf(path: Path, model_id: str, origin: str, owned: Path | None = None) -> Discovered:
-    entry = ModelEntry(source=str(path), description=f"discovered in {ORIGINS[origin]}")
+    kind = gguf_kind(path)
+    entry = ModelEntry(source=str(path), kind=kind, description=f"discovered in {ORIGINS[origin]}")
     return Discovered(model_id, entry, origin, path, owned)

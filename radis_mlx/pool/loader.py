@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from radis_mlx.config import Config, ModelEntry, ReasoningMarkers
+from radis_mlx.config import ENCODER_KINDS, Config, ModelEntry, ReasoningMarkers
 from radis_mlx.engines.base import Engine
 from radis_mlx.engines.registry import choose_engine, create_engine
 from radis_mlx.errors import ModelLoadError, RadisError
@@ -35,8 +35,9 @@ class Loader:
         path = await asyncio.to_thread(self.store.materialize, entry.source)
         self._paths[model_id] = path
         try:
-            estimate = budget.estimate(path, entry.context_length, embedding=entry.kind == "embedding")
-            if entry.kind != "embedding" and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
+            encoder = entry.kind in ENCODER_KINDS
+            estimate = budget.estimate(path, entry.context_length, embedding=encoder)
+            if not encoder and choose_engine(entry, path)[0] in ("mlx", "llamacpp"):
                 # + its prompt cache's bound (MLX's, or llama.cpp's --cache-ram; none when distributed)
                 cache_bytes = self.config.prompt_cache_bytes(entry)
                 estimate = Estimate(estimate.weights, estimate.kv_cache + cache_bytes)
@@ -60,7 +61,7 @@ class Loader:
         if projector is not None:
             log.info("%s: vision projector %s", model_id, projector)
         engine = create_engine(model_id, entry, path, self.config, projector)
-        if entry.kind != "embedding":
+        if entry.kind not in ENCODER_KINDS:
             # Read from the model's files, so every engine picks the same tool-call format for a model.
             engine.chat_template = entry.chat_template or read_chat_template(path)
             engine.fim_template = entry.fim_template or read_fim_template(path)
@@ -77,7 +78,7 @@ class Loader:
     def projector(self, entry: ModelEntry, path: Path) -> Path | None:
         """A GGUF model's vision projector for llama.cpp: the entry's `mmproj` (fetched like a source), else
         one beside the model that fits it (blocking)."""
-        if choose_engine(entry, path)[0] != "llamacpp":
+        if entry.kind in ENCODER_KINDS or choose_engine(entry, path)[0] != "llamacpp":
             return None
         if entry.mmproj is not None:
             return self.store.materialize(entry.mmproj)

@@ -30,7 +30,7 @@ class ModelInfo(Struct, kw_only=True):
 
     id: str
     object: Literal["model"] = "model"
-    type: Literal["llm", "vlm", "embeddings"]  # "vlm": reads images too (LM Studio's word)
+    type: Literal["llm", "vlm", "embeddings", "rerank"]  # "vlm": reads images too (LM Studio's word)
     publisher: str
     arch: str | None
     compatibility_type: str | None  # "gguf" or "mlx" (the files' format)

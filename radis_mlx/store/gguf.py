@@ -19,7 +19,7 @@ import re
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 MAGIC = b"GGUF"
 # llama.cpp's split naming (gguf-split): "<name>-00001-of-00003.gguf"; shard 1 loads the others.
@@ -30,6 +30,7 @@ _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: 
 _SIZES = {kind: struct.calcsize("<" + fmt) for kind, fmt in _SCALARS.items()}
 _STRING, _ARRAY = 8, 9
 MAX_DEPTH = 8  # arrays of arrays; real files use one level
+_RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
 
 
 def is_gguf(path: Path) -> bool:
@@ -205,3 +206,15 @@ class _Header:
         if depth >= MAX_DEPTH:
             raise ValueError(f"arrays nested more than {MAX_DEPTH} deep")
         return self._array_header()
+
+
+def gguf_kind(path: Path) -> Literal["llm", "embedding", "rerank"]:
+    """What a GGUF serves: a pooling type in its header marks an embedder (rank: a reranker)."""
+    try:
+        meta = gguf_metadata(path)
+    except (OSError, ValueError, struct.error):
+        return "llm"  # unreadable: loading it says why
+    pooling = meta.get(f"{meta.get('general.architecture')}.pooling_type")
+    if pooling is None:
+        return "llm"
+    return "rerank" if pooling == _RANK_POOLING else "embedding"

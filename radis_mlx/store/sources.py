@@ -131,6 +131,11 @@ class ModelStore:
         if path.suffix == ".gguf":  # MLX conversions of this file (and of no other)
             for converted in conversions_of(path, self.cache_dir / "gguf-mlx"):
                 shutil.rmtree(converted, ignore_errors=True)
+        else:  # GGUF conversions of this folder (an encoder served by llama.cpp): exactly its name + hash
+            name = re.compile(re.escape(path.name) + r"-[0-9a-f]{16}\.gguf")
+            for converted in (self.cache_dir / "bert-gguf").glob("*.gguf"):
+                if name.fullmatch(converted.name):
+                    converted.unlink(missing_ok=True)
         log.info("deleted %s", path)
 
     def cached_path(self, source: str) -> Path | None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
-from tests.support.e2e import ENGINES, build_vision_models, e2e_config
+from tests.support.e2e import ENGINES, MINILM_GGUF, TINY_RERANKER, build_vision_models, e2e_config
 from tests.support.server import RunningServer
+from tests.support.tiny_reranker import make_tiny_reranker
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, smollm_gguf):
+def server(tmp_path_factory, smollm_gguf, minilm_gguf, minilm_dir):
     workdir = tmp_path_factory.mktemp("server")
     (workdir / "garbage.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
     build_vision_models(workdir)
+    (workdir / MINILM_GGUF).symlink_to(minilm_gguf)
+    make_tiny_reranker(workdir / TINY_RERANKER, minilm_dir)
     running = RunningServer(e2e_config(), workdir).wait_ready()
     yield running
     code = running.stop()

@@ -1,10 +1,12 @@
-"""A smoke run of the benchmark (`radis-mlx bench`) on llama.cpp with tiny settings."""
+"""Smoke runs of the benchmarks (`radis-mlx bench`, scripts/bench_embeddings.py) with tiny settings."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
@@ -46,3 +48,19 @@ def test_bench_distributed_mode_reports_one_process_and_both_splits(smollm_gguf)
         assert line.split().count("-") == 2, out
     assert re.search(r"tensor, 3 ranks / 1st\s+\d+\.\d{3}", out), out
     assert "errors at 2 streams: one process 0, pipeline, 2 ranks 0, tensor, 3 ranks 0" in out
+
+
+def test_embedding_bench_measures_every_target_and_checks_the_vectors(minilm_dir, tmp_path):
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_embeddings.py"
+    args = ["--count", "8", "--batches", "1,4", "--engines", "llamacpp", "--json", str(tmp_path / "out.json")]
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["numpy"]["per_s"] > 0
+    for target in ("radis-mlx (llama.cpp)", "llama.cpp child"):
+        rows = report[target]["batches"]
+        assert set(rows) == {"1", "4"} and report[target]["peak_rss_mib"] > 10
+        assert all(r["per_s"] > 0 and r["per_cpu_s"] > 0 and r["min_cosine"] > 0.9999 for r in rows.values())
+    # radis-mlx counts the tokens it sent; the child counted the same text itself.
+    assert rows["4"]["tokens"] == report["radis-mlx (llama.cpp)"]["batches"]["4"]["tokens"]
+    assert re.search(r"B=4: radis-mlx/child \d+\.\d\d wall", result.stdout), result.stdout

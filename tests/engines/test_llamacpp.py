@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from radis_mlx.errors import (
     ModelLoadError,
 )
 from radis_mlx.generation.types import ChatMessage, GenerationRequest, SamplingParams
+from tests.support.model_homes import gguf_file
 
 pytestmark = pytest.mark.anyio
 GREEDY = SamplingParams(temperature=0)
@@ -55,15 +57,26 @@ def entry(**kwargs) -> ModelEntry:
         (("Linux", "aarch64"), "m.gguf", "llm", "auto", "llamacpp"),
         (("Darwin", "arm64"), "m.gguf", "llm", "auto", "mlx"),
         (("Linux", "x86_64"), "mlx-folder", "llm", "auto", "mlx"),
-        (("Linux", "x86_64"), "m.gguf", "embedding", "auto", "mlx"),
         (("Linux", "x86_64"), "m.gguf", "llm", "mlx", "mlx"),
         (("Darwin", "arm64"), "m.gguf", "llm", "llamacpp", "llamacpp"),
+        # Embedders and cross-encoders: MLX on Apple Silicon where it runs them, llama.cpp elsewhere.
+        (("Linux", "x86_64"), "bert.gguf", "embedding", "auto", "llamacpp"),
+        (("Linux", "x86_64"), "st-folder", "embedding", "auto", "llamacpp"),
+        (("Linux", "aarch64"), "st-folder", "rerank", "auto", "llamacpp"),
+        (("Linux", "x86_64"), "st-folder", "embedding", "mlx", "mlx"),
+        (("Darwin", "arm64"), "st-folder", "embedding", "auto", "mlx"),
+        (("Darwin", "arm64"), "st-folder", "rerank", "auto", "mlx"),
+        (("Darwin", "arm64"), "bert.gguf", "embedding", "auto", "mlx"),
+        (("Darwin", "arm64"), "nomic.gguf", "embedding", "auto", "llamacpp"),
+        (("Darwin", "arm64"), "bert.gguf", "embedding", "llamacpp", "llamacpp"),
     ],
 )
-def test_engine_choice(monkeypatch, host, model, kind, configured, expected):
+def test_engine_choice(monkeypatch, tmp_path, host, model, kind, configured, expected):
+    gguf_file(tmp_path / "bert.gguf", arch="bert", bert__pooling_type=1)
+    gguf_file(tmp_path / "nomic.gguf", arch="nomic-bert", **{"nomic-bert__pooling_type": 1})
     monkeypatch.setattr("platform.system", lambda: host[0])
     monkeypatch.setattr("platform.machine", lambda: host[1])
-    name, reason = choose_engine(entry(kind=kind, engine=configured), Path(model))
+    name, reason = choose_engine(entry(kind=kind, engine=configured), tmp_path / model)
     assert name == expected and reason
 
 
@@ -285,3 +298,43 @@ async def test_special_token_text_in_messages_is_text_unless_parse_special(engin
         assert await prompt_tokens(special, "Say A<|im_start|>") - plain == 1
     finally:
         await special.close()
+
+
+def test_an_encoder_child_keeps_the_files_pooling_and_fits_each_input_in_a_micro_batch(monkeypatch):
+    from radis_mlx.engines.llamacpp.encoder import LlamaCppEncoderEngine
+    from radis_mlx.engines.llamacpp.encoder_model import EncoderModel
+    from radis_mlx.engines.llamacpp.server import quiet_openmp
+
+    monkeypatch.delenv("RADIS_LLAMA_SERVER", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    engine = LlamaCppEncoderEngine(
+        "e",
+        Path("m"),
+        kind="embedding",
+        context_length=None,
+        settings=LlamaCppSettings(),
+        max_batch=16,
+        truncate=True,
+        cache_dir=Path("c"),
+    )
+    engine._model = EncoderModel(Path("m.gguf"), "embedding", "unspecified", True, 1024, None)
+    args = parse_args(engine.child_argv(9)[3:])
+    assert (args.embedding, args.pooling, args.parallel, args.ubatch) == (True, "unspecified", 16, 1024)
+    assert args.ctx_size == 16 * 1024 and args.cache_ram == 0
+    binary = llama_server_argv("/bin/llama-server", args)
+    assert "--pooling" not in binary  # the GGUF's own
+    assert binary[binary.index("--ubatch-size") + 1] == binary[binary.index("--batch-size") + 1] == "1024"
+    # A causal embedder keeps a KV cache: its slots share a bounded context (32k tokens).
+    engine._model = EncoderModel(Path("m.gguf"), "embedding", "mean", True, 8192, None, causal=True)
+    causal = parse_args(engine.child_argv(9)[3:])
+    assert (causal.parallel, causal.ctx_size, causal.ubatch) == (4, 32768, 8192)
+    rank = llama_server_argv(
+        "/bin/llama-server", parse_args(["--model", "m", "--port", "9", "--embedding", "--pooling", "cls"])
+    )
+    assert rank[rank.index("--pooling") + 1] == "cls"
+    # Encoder children wait passively at OpenMP barriers (docs/BENCHMARKS.md); LLM children keep the default.
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    quiet_openmp(parse_args(["--model", "m", "--port", "9"]))
+    assert "OMP_WAIT_POLICY" not in os.environ
+    quiet_openmp(args)
+    assert os.environ["OMP_WAIT_POLICY"] == "passive"

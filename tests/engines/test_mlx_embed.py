@@ -1,21 +1,20 @@
-"""The MLX embedding engine against an independent reference: BERT written out in plain numpy.
+"""The MLX encoder engine against an independent reference: BERT written out in plain numpy.
 
-The reference reads the same safetensors and tokenizer.json, runs in float64 with the exact
-(erf) GELU, and pools as the folder's sentence-transformers config says.
+The reference (tests/support/numpy_bert.py) reads the same safetensors and tokenizer.json, runs in
+float64 with the exact (erf) GELU, and pools as the folder's sentence-transformers config says; for
+the cross-encoder it scores transformers' head with the document's segment ids.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import asyncio
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
-from tokenizers import Tokenizer
 
 from radis_mlx.engines.mlx.embed import MlxEmbedEngine
-from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError
+from radis_mlx.errors import ContextLengthExceeded, InvalidRequestError, UnsupportedModelError
+from tests.support.numpy_bert import NumpyBert, cosine
 
 pytestmark = pytest.mark.anyio
 
@@ -46,62 +45,6 @@ SENTENCES = [
 ]
 
 
-class NumpyBert:
-    """A BERT forward pass in float64 numpy, written from the architecture, not from our module."""
-
-    def __init__(self, folder) -> None:
-        self.config = json.loads((folder / "config.json").read_text())
-        self.w = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        self.max_length = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
-        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
-        assert pooling["pooling_mode_mean_tokens"] and not pooling["pooling_mode_cls_token"]
-        modules = json.loads((folder / "modules.json").read_text())
-        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
-        self._erf = np.vectorize(math.erf)
-
-    def tokens(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text).ids
-        return ids if len(ids) <= self.max_length else ids[: self.max_length - 1] + ids[-1:]
-
-    def embed(self, text: str) -> np.ndarray:
-        ids = self.tokens(text)
-        w, eps = self.w, self.config["layer_norm_eps"]
-        x = (
-            w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][: len(ids)]
-            + w["embeddings.token_type_embeddings.weight"][0]
-        )
-        x = self._norm(x, "embeddings.LayerNorm", eps)
-        heads = self.config["num_attention_heads"]
-        for i in range(self.config["num_hidden_layers"]):
-            p = f"encoder.layer.{i}."
-            q, k, v = (self._dense(x, p + f"attention.self.{n}") for n in ("query", "key", "value"))
-            split = [t.reshape(len(ids), heads, -1).transpose(1, 0, 2) for t in (q, k, v)]
-            scores = split[0] @ split[1].transpose(0, 2, 1) / math.sqrt(split[0].shape[-1])
-            probs = np.exp(scores - scores.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            context = (probs @ split[2]).transpose(1, 0, 2).reshape(len(ids), -1)
-            x = self._norm(
-                self._dense(context, p + "attention.output.dense") + x, p + "attention.output.LayerNorm", eps
-            )
-            hidden = self._dense(x, p + "intermediate.dense")
-            hidden = 0.5 * hidden * (1 + self._erf(hidden / math.sqrt(2)))
-            x = self._norm(self._dense(hidden, p + "output.dense") + x, p + "output.LayerNorm", eps)
-        pooled = x.mean(axis=0)
-        return pooled / np.linalg.norm(pooled) if self.normalize else pooled
-
-    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
-
-    def _norm(self, x: np.ndarray, name: str, eps: float) -> np.ndarray:
-        centered = x - x.mean(-1, keepdims=True)
-        scaled = centered / np.sqrt((centered**2).mean(-1, keepdims=True) + eps)
-        return scaled * self.w[name + ".weight"] + self.w[name + ".bias"]
-
-
 @pytest.fixture(scope="module")
 def reference(minilm_dir) -> NumpyBert:
     return NumpyBert(minilm_dir)
@@ -113,11 +56,6 @@ async def engine(minilm_dir):
     await engine.start()
     yield engine
     await engine.close()
-
-
-def cosine(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 async def test_matches_the_numpy_reference(engine, reference):
@@ -173,3 +111,119 @@ async def test_reports_what_it_loaded(engine):
     assert engine.info.context_length == 256
     assert engine.info.details["pooling"] == "mean_tokens"
     assert engine.info.details["dimensions"] == "384"
+
+
+async def test_concurrent_requests_share_batches_and_keep_their_own_results(engine):
+    requests = [SENTENCES[i : i + 3] for i in range(0, 12, 3)]
+    together = await asyncio.gather(*(engine.embed(r) for r in requests))
+    for request, result in zip(requests, together, strict=True):
+        alone = await engine.embed(request)
+        assert np.abs(np.array(result.vectors) - np.array(alone.vectors)).max() < 1e-5
+        assert result.prompt_tokens == alone.prompt_tokens
+
+
+async def test_one_bad_request_does_not_fail_the_others_it_waited_with(engine):
+    good, bad = await asyncio.gather(
+        engine.embed(["fine"]), engine.embed([[101, 30522]]), return_exceptions=True
+    )
+    assert len(good.vectors) == 1 and isinstance(bad, InvalidRequestError)
+
+
+async def test_tokenize_and_detokenize(engine, reference):
+    text = "Hello world, ünïcödé!"
+    tokens = await engine.tokenize(text, add_special=True, with_pieces=True)
+    assert tokens.ids == reference.tokenizer.encode(text).ids
+    assert tokens.pieces == [reference.tokenizer.id_to_token(i).encode() for i in tokens.ids]
+    assert tokens.pieces[0] == b"[CLS]" and tokens.pieces[-1] == b"[SEP]"
+    bare = await engine.tokenize(text, add_special=False)
+    assert bare.ids == tokens.ids[1:-1] and bare.pieces is None
+    assert await engine.detokenize(bare.ids) == reference.tokenizer.decode(bare.ids)
+
+
+async def test_a_gguf_embedder_converted_to_mlx_matches_the_reference(minilm_gguf, reference, tmp_path):
+    engine = MlxEmbedEngine(
+        "gguf", minilm_gguf, context_length=None, max_batch=8, truncate=True, cache_dir=tmp_path
+    )
+    await engine.start()
+    try:
+        result = await engine.embed(SENTENCES[:-1])
+        # The GGUF knows no sentence-transformers max_seq_length: its limit is the 512 positions.
+        assert engine.info.context_length == 512 and engine.info.details["format"] == "gguf"
+        cosines = [cosine(v, reference.embed(s)) for v, s in zip(result.vectors, SENTENCES, strict=False)]
+        assert min(cosines) >= 0.9999, cosines
+        assert result.prompt_tokens == sum(len(reference.tokenizer.encode(s).ids) for s in SENTENCES[:-1])
+    finally:
+        await engine.close()
+    assert len(list((tmp_path / "gguf-mlx").iterdir())) == 1  # converted once, into the cache
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tiny_reranker) -> NumpyBert:
+    return NumpyBert(tiny_reranker)
+
+
+QUERY = "How many people live in Berlin?"
+DOCUMENTS = [
+    "Berlin has a population of 3,520,031 registered inhabitants.",
+    "Berlin is well known for its museums.",
+    "New York City is famous for the Metropolitan Museum of Art.",
+    "",
+    "a long document " * 100,  # cut to fit the 128 tokens of a pair
+]
+
+
+async def test_rerank_scores_what_transformers_computes(tiny_reranker, cross_encoder):
+    engine = MlxEmbedEngine(
+        "rank", tiny_reranker, kind="rerank", context_length=None, max_batch=2, truncate=True
+    )
+    await engine.start()
+    try:
+        result = await engine.rerank(QUERY, DOCUMENTS)
+        expected = [cross_encoder.score(QUERY, d) for d in DOCUMENTS]
+        assert np.abs(np.array(result.scores) - expected).max() < 1e-4, (result.scores, expected)
+        # Not what the all-zero segment ids of llama.cpp's own GGUFs would give.
+        zeros = [cross_encoder.score(QUERY, d, segments="zeros") for d in DOCUMENTS]
+        assert np.abs(np.array(result.scores) - zeros).max() > 0.05
+        assert result.prompt_tokens == sum(len(cross_encoder.pair(QUERY, d)[0]) for d in DOCUMENTS)
+        with pytest.raises(InvalidRequestError, match="reranker"):
+            await engine.embed(["x"])
+    finally:
+        await engine.close()
+
+
+async def test_rerank_without_truncation_refuses_a_long_document(tiny_reranker):
+    engine = MlxEmbedEngine(
+        "rank", tiny_reranker, kind="rerank", context_length=None, max_batch=2, truncate=False
+    )
+    await engine.start()
+    try:
+        with pytest.raises(ContextLengthExceeded, match=r"documents\[1\]") as caught:
+            await engine.rerank(QUERY, ["short", "a long document " * 100])
+        assert caught.value.param == "documents"
+        with pytest.raises(ContextLengthExceeded) as caught:
+            await engine.rerank("word " * 200, ["short"])
+        assert caught.value.param == "query"
+    finally:
+        await engine.close()
+
+
+async def test_kind_must_match_the_folder(tiny_reranker, minilm_dir):
+    for path, kind in ((tiny_reranker, "embedding"), (minilm_dir, "rerank")):
+        engine = MlxEmbedEngine("x", path, kind=kind, context_length=None, max_batch=2, truncate=True)
+        with pytest.raises(UnsupportedModelError):
+            await engine.start()
+
+
+def test_batches_cover_every_input_once_with_little_padding():
+    import random
+
+    from radis_mlx.engines.mlx.embed import batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([3, 8, 20, 60, 256]) + rng.randrange(5) for _ in range(200)]
+    found = batches(lengths, 8)
+    assert sorted(i for batch in found for i in batch) == list(range(200))
+    for batch in found:
+        assert len(batch) <= 8
+        assert len(batch) * max(lengths[i] for i in batch) <= 2 * sum(lengths[i] for i in batch)
+    assert len(found) < 200 / 4  # and still batched

@@ -40,6 +40,14 @@ FIELDS = [
     "max_output_tokens",
     "previous_response_id",
     "system",
+    "query",
+    "documents",
+    "top_n",
+    "return_documents",
+    "content",
+    "tokens",
+    "add_special",
+    "with_pieces",
     # Ollama's
     "options",
     "keep_alive",
@@ -52,7 +60,7 @@ FIELDS = [
 ]
 # Bodies shaped like requests, with random values in the fields that matter.
 REQUEST_LIKE = st.fixed_dictionaries(
-    {"model": st.sampled_from(["fake", "nope", ""]) | JSON},
+    {"model": st.sampled_from(["fake", "fake-rerank", "nope", ""]) | JSON},
     optional={field: JSON for field in FIELDS},
 )
 ENDPOINTS = [
@@ -62,6 +70,9 @@ ENDPOINTS = [
     "/v1/responses",
     "/v1/messages",
     "/v1/messages/count_tokens",
+    "/v1/rerank",
+    "/tokenize",
+    "/detokenize",
     "/api/chat",
     "/api/generate",
     "/api/embed",

@@ -31,7 +31,14 @@ FIM_TEMPLATE = "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>"
 VISION_MODELS = {"mlx": "tiny-vlm-mlx", "llamacpp": "tiny-vlm-llamacpp"}
 VISION_DIR = "tiny-vlm"
 
-# Further models.toml entries the suite serves (embedding models, ...), as TOML text.
+# Files the shared server's folder holds (tests/e2e/conftest.py puts them there): all-MiniLM converted
+# to GGUF by our converter (a GGUF embedding model), and a random-weight cross-encoder
+# (tests/support/tiny_reranker.py).
+MINILM_GGUF = "minilm.gguf"
+TINY_RERANKER = "tiny-reranker"
+
+# Further models.toml entries the suite serves (embedding models, ...), as TOML text. `minilm` runs on
+# llama.cpp (converted to GGUF) and `minilm-mlx` on MLX, wherever the suite runs; `minilm-gguf` on auto.
 EXTRA_MODELS = f"""
 [models.tiny-vlm-mlx]
 source = "./{VISION_DIR}/tiny-smolvlm"
@@ -77,14 +84,60 @@ fim_template = "{FIM_TEMPLATE}"
 [models.minilm]
 source = "{MINILM_SOURCE}"
 kind = "embedding"
+engine = "llamacpp"
+max_inputs = 64
+max_batch = 8
+
+[models.minilm-mlx]
+source = "{MINILM_SOURCE}"
+kind = "embedding"
+engine = "mlx"
 max_inputs = 64
 max_batch = 8
 
 [models.minilm-strict]
 source = "{MINILM_SOURCE}"
 kind = "embedding"
+engine = "llamacpp"
 truncate = false
 matryoshka = true
+
+[models.minilm-strict-mlx]
+source = "{MINILM_SOURCE}"
+kind = "embedding"
+engine = "mlx"
+truncate = false
+matryoshka = true
+
+[models.minilm-gguf]
+source = "./{MINILM_GGUF}"
+kind = "embedding"
+
+[models.smollm2-embedder]
+source = "{STARTER_SOURCE}"
+kind = "embedding"
+engine = "llamacpp"
+context_length = 64
+
+[models.reranker-mlx]
+source = "./{TINY_RERANKER}"
+kind = "rerank"
+engine = "mlx"
+max_inputs = 16
+max_batch = 4
+
+[models.reranker-llamacpp]
+source = "./{TINY_RERANKER}"
+kind = "rerank"
+engine = "llamacpp"
+max_inputs = 16
+max_batch = 4
+
+[models.reranker-strict]
+source = "./{TINY_RERANKER}"
+kind = "rerank"
+engine = "llamacpp"
+truncate = false
 
 [models.smollm2-embed-mlx]
 source = "{STARTER_SOURCE}"

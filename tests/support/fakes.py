@@ -12,7 +12,13 @@ from radis_mlx.config import Config, ModelEntry, ServerSettings
 from radis_mlx.engines.base import Engine, EngineInfo
 from radis_mlx.errors import ContextLengthExceeded, NotFoundError
 from radis_mlx.generation.stops import StopBuffer
-from radis_mlx.generation.types import EmbeddingResult, GenerationChunk, GenerationRequest
+from radis_mlx.generation.types import (
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationRequest,
+    RerankResult,
+    Tokenized,
+)
 from radis_mlx.pool import ModelPool
 
 
@@ -66,6 +72,19 @@ class FakeEngine(Engine):
     async def detokenize(self, tokens: list[int]) -> str:
         return " ".join(str(t) for t in tokens)
 
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        """One 'token' per word: its length is its id; special tokens are a 0 before and after."""
+        words = text.split()
+        ids = ([0] if add_special else []) + [len(w) for w in words] + ([0] if add_special else [])
+        pieces = ([b""] if add_special else []) + [w.encode() for w in words] + ([b""] if add_special else [])
+        return Tokenized(ids, pieces if with_pieces else None)
+
+    async def rerank(self, query: str, documents: list[str]) -> RerankResult:
+        """Score: how many of the query's words the document has; one 'token' per word of both."""
+        wanted = set(query.split())
+        scores = [float(len(wanted & set(d.split()))) for d in documents]
+        return RerankResult(scores, sum(len(query.split()) + len(d.split()) for d in documents))
+
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Vector i is 3-4-0-0… scaled by input i's word count; one 'token' per word or id."""
         sizes = [len(x.split()) if isinstance(x, str) else len(x) for x in inputs]
@@ -75,7 +94,11 @@ class FakeEngine(Engine):
 def fake_app() -> Litestar:
     """The real app over a pool of fake engines that never downloads (fuzzing, route tests)."""
     server = ServerSettings(allowed_hosts=["localhost", "testserver", "testserver.local"])
-    config = Config(server=server, models={"fake": ModelEntry(source="/nowhere")})
+    models = {
+        "fake": ModelEntry(source="/nowhere"),
+        "fake-rerank": ModelEntry(source="/nowhere", kind="rerank"),
+    }
+    config = Config(server=server, models=models)
 
     async def factory(model_id, entry):
         return FakeEngine(context_length=4096)

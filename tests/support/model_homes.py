@@ -17,8 +17,10 @@ OLLAMA_TEMPLATE = "application/vnd.ollama.image.template"
 OLLAMA_PROJECTOR = "application/vnd.ollama.image.projector"
 
 
-def gguf_file(path: Path, arch: str = "llama", layers: int = 2, context: int = 1024, **extra: str) -> Path:
-    """A GGUF header (no tensors) with an architecture, its shape and any further string keys."""
+def gguf_file(
+    path: Path, arch: str = "llama", layers: int = 2, context: int = 1024, **extra: str | int
+) -> Path:
+    """A GGUF header (no tensors) with an architecture, its shape and any further keys (`a__b`: `a.b`)."""
 
     def kv(key: str, kind: int, value: Any) -> bytes:
         packed = struct.pack("<I", kind) + (
@@ -34,7 +36,10 @@ def gguf_file(path: Path, arch: str = "llama", layers: int = 2, context: int = 1
         kv(f"{arch}.embedding_length", 4, 256),
         kv(f"{arch}.context_length", 4, context),
         kv("general.file_type", 4, 2),
-        *(kv(key.replace("__", "."), 8, value) for key, value in extra.items()),
+        *(
+            kv(key.replace("__", "."), 4 if isinstance(value, int) else 8, value)
+            for key, value in extra.items()
+        ),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(fields)) + b"".join(fields) + b"\0" * 1000)

@@ -234,3 +234,32 @@ async def test_listings_scan_the_disk_in_a_worker_thread_at_most_every_few_secon
     time.sleep(0.35)
     await pool.refresh_listing()
     assert len(scans) == 2
+
+
+def test_rm_of_a_pypi_folder_deletes_its_gguf_conversions_too(tmp_path):
+    pool = make_pool(tmp_path, discover_hf_cache=False)
+    folder = pool.store.cache_dir / "pypi" / "pkg" / "pkg" / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    converted = pool.store.cache_dir / "bert-gguf"
+    converted.mkdir(parents=True)
+    (converted / "model-0123456789abcdef.gguf").write_bytes(b"GGUF")
+    (converted / "other-0123456789abcdef.gguf").write_bytes(b"GGUF")
+    (converted / "model-q4-0123456789abcdef.gguf").write_bytes(b"GGUF")  # another folder's ("model-q4")
+    pool.store.delete(folder, tmp_path / "hub")
+    assert not folder.exists()
+    assert sorted(p.name for p in converted.iterdir()) == [
+        "model-q4-0123456789abcdef.gguf",
+        "other-0123456789abcdef.gguf",
+    ]
+
+
+def test_discovered_ggufs_with_a_pooling_type_are_embedders_or_rerankers(tmp_path):
+    from tests.support.model_homes import gguf_file as gguf_with
+
+    folder = tmp_path / "ggufs"
+    gguf_with(folder / "chat.gguf")
+    gguf_with(folder / "nomic-embed-text.gguf", arch="nomic-bert", **{"nomic-bert__pooling_type": 1})
+    gguf_with(folder / "ms-marco.gguf", arch="bert", bert__pooling_type=4)
+    kinds = {s.model_id: s.entry.kind for s in make_pool(tmp_path, model_dirs=["ggufs"]).slots()}
+    assert kinds == {"chat": "llm", "nomic-embed-text": "embedding", "ms-marco": "rerank"}

@@ -35,7 +35,7 @@ from radis_mlx.errors import (
     RadisError,
     UnsupportedModelError,
 )
-from radis_mlx.generation.types import GenerationChunk, GenerationRequest
+from radis_mlx.generation.types import GenerationChunk, GenerationRequest, Tokenized
 from radis_mlx.store.gguf import is_gguf
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,14 @@ class MlxDistributedEngine(ChildEngine):
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         return str(response.json()["content"])
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        body = msgspec.json.encode((text, add_special, with_pieces))
+        try:
+            reply = (await self._require_client().post("/tokenize", content=body)).json()
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        return Tokenized(reply["ids"], [bytes(p) for p in reply["pieces"]] if with_pieces else None)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         body = msgspec.json.encode((request, self.chat_template, self.parse_special))

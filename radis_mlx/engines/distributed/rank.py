@@ -15,6 +15,7 @@ whether to go on. Followers therefore need no tokenizer, sampler or stop logic, 
 from __future__ import annotations
 
 import argparse
+import functools
 import hmac
 import json
 import logging
@@ -32,6 +33,7 @@ import msgspec
 from radis_mlx.engines.child.watchdog import die_with_parent, watch_parent
 from radis_mlx.engines.distributed.doorbell import Bell, Doorbell, leader_address, read_secret
 from radis_mlx.engines.distributed.wire import GENERATE, HEADER, Job, control, share
+from radis_mlx.engines.mlx.prompt import GuidanceTokenizer
 from radis_mlx.generation.types import GenerationRequest
 
 log = logging.getLogger("radis_mlx.distributed.rank")
@@ -79,6 +81,11 @@ class Rank:
     tokenizer: Any
     context_length: int
     info: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def pieces(self) -> GuidanceTokenizer:
+        """Each token's bytes (/tokenize's pieces), from llguidance's view of the tokenizer."""
+        return GuidanceTokenizer(self.tokenizer)
 
     @property
     def leader(self) -> bool:
@@ -171,6 +178,12 @@ class ControlHandler(BaseHTTPRequestHandler):
         if self.path == "/detokenize":
             tokens = msgspec.json.decode(body, type=list[int])
             self._reply({"content": self.rank.tokenizer.decode(tokens)})
+            return
+        if self.path == "/tokenize":
+            text, add_special, with_pieces = msgspec.json.decode(body, type=tuple[str, bool, bool])
+            ids = list(self.rank.tokenizer.encode(text, add_special_tokens=add_special))
+            pieces = [list(self.rank.pieces.get().decode_bytes([t])) for t in ids] if with_pieces else None
+            self._reply({"ids": ids, "pieces": pieces})
             return
         if self.path != "/generate":
             self._reply({"error": "not found"}, 404)

@@ -32,6 +32,8 @@ from radis_mlx.engines.llamacpp.protocol import (
     completion_event,
     constraint_body,
     sampling_body,
+    tokenize_body,
+    tokenized,
 )
 from radis_mlx.engines.llamacpp.server import API_KEY_ENV
 from radis_mlx.errors import InvalidRequestError, ModelLoadError
@@ -44,6 +46,7 @@ from radis_mlx.generation.types import (
     GenerationChunk,
     GenerationRequest,
     ImageInput,
+    Tokenized,
     check_token_ids,
     completion_room,
     request_images,
@@ -153,6 +156,11 @@ class LlamaCppEngine(ChildEngine):
         self._check_token_ids(tokens, "prompt")
         reply = await self._post("/detokenize", {"tokens": tokens})
         return str(reply["content"])
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        # The child's /tokenize: the ids its /completion makes of a text prompt (add_special, parse_special).
+        response = await self._post_raw("/tokenize", tokenize_body(text, add_special, with_pieces), "content")
+        return tokenized(response.content, with_pieces)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         self._check_token_ids(list(request.sampling.logit_bias), "logit_bias")
@@ -293,14 +301,17 @@ class LlamaCppEngine(ChildEngine):
         check_token_ids(tokens, self._vocab, param)
 
     async def _post(self, path: str, body: dict[str, Any], param: str = "prompt") -> dict[str, Any]:
+        reply: dict[str, Any] = (await self._post_raw(path, body, param)).json()
+        return reply
+
+    async def _post_raw(self, path: str, body: dict[str, Any], param: str) -> httpx.Response:
         try:
             response = await self._require_client().post(path, json=body)
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         if response.status_code != 200:
             raise child_error(response.status_code, response.content, param)
-        reply: dict[str, Any] = response.json()
-        return reply
+        return response
 
 
 def _image_url_part(image: ImageInput) -> dict[str, Any]:

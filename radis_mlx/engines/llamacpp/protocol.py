@@ -19,7 +19,7 @@ from radis_mlx.errors import (
     RadisError,
 )
 from radis_mlx.generation.grammar import constraint_lark
-from radis_mlx.generation.types import SamplingParams, TokenLogprob
+from radis_mlx.generation.types import SamplingParams, Tokenized, TokenLogprob
 
 # mlx-lm's penalties look at the last 20 tokens; llama.cpp's window is repeat_last_n.
 PENALTY_WINDOW = 20
@@ -252,3 +252,53 @@ def child_error(status: int, content: bytes, param: str) -> RadisError:
     if 400 <= status < 500:
         return InvalidRequestError(f"llama.cpp rejected the request: {error.message}", param=param)
     return EngineError(f"llama.cpp failed: {error.message}")
+
+
+class _Vector(msgspec.Struct):
+    embedding: list[float]
+    index: int
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Vector]
+
+
+def embeddings_body(sequences: list[list[int]], normalize: bool) -> bytes:
+    """/v1/embeddings for token-id lists (llama.cpp adds no special tokens to ids); 2: L2, -1: raw."""
+    body = {"input": sequences, "encoding_format": "float", "embd_normalize": 2 if normalize else -1}
+    return msgspec.json.encode(body)
+
+
+def embedding_vectors(content: bytes, count: int) -> list[list[float]]:
+    """The reply's vectors in input order."""
+    data = sorted(msgspec.json.decode(content, type=_Embeddings).data, key=lambda v: v.index)
+    if len(data) != count:
+        raise EngineError(f"llama.cpp returned {len(data)} embeddings for {count} inputs")
+    return [v.embedding for v in data]
+
+
+class _Piece(msgspec.Struct):
+    id: int
+    piece: str | list[int]
+
+
+class _TokensWithPieces(msgspec.Struct):
+    tokens: list[_Piece]
+
+
+class _Tokens(msgspec.Struct):
+    tokens: list[int]
+
+
+def tokenize_body(text: str, add_special: bool, with_pieces: bool) -> dict[str, Any]:
+    """/tokenize: special tokens in the text are parsed, as in a prompt."""
+    return {"content": text, "add_special": add_special, "parse_special": True, "with_pieces": with_pieces}
+
+
+def tokenized(content: bytes, with_pieces: bool) -> Tokenized:
+    """/tokenize's reply: ids, and each piece's bytes (llama.cpp sends a non-UTF-8 piece as byte values)."""
+    if not with_pieces:
+        return Tokenized(msgspec.json.decode(content, type=_Tokens).tokens)
+    tokens = msgspec.json.decode(content, type=_TokensWithPieces).tokens
+    pieces = [t.piece.encode() if isinstance(t.piece, str) else bytes(t.piece) for t in tokens]
+    return Tokenized([t.id for t in tokens], pieces)

@@ -31,7 +31,9 @@ def llama_server_argv(binary: str, args: argparse.Namespace) -> list[str]:
     if args.threads:
         argv += ["--threads", str(args.threads)]
     if args.embedding:
-        argv += ["--embedding", "--pooling", args.pooling]
+        argv += ["--embedding"] + ([] if args.pooling == "unspecified" else ["--pooling", args.pooling])
+    if args.ubatch:
+        argv += ["--ubatch-size", str(args.ubatch), "--batch-size", str(args.ubatch)]
     argv.append("--jinja" if args.jinja else "--no-jinja")
     argv += [] if args.flash_attn else ["--flash-attn", "off"]
     if args.chat_template:
@@ -67,6 +69,9 @@ def serve_with_wheel(args: argparse.Namespace) -> None:
     params.n_gpu_layers = args.gpu_layers
     params.embedding = args.embedding
     params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
+    if args.ubatch:
+        # An encoder sees each input whole in one micro-batch: n_ubatch bounds the longest input.
+        params.n_ubatch = params.n_batch = args.ubatch
     params.use_jinja = args.jinja
     if args.chat_template:
         params.chat_template = args.chat_template
@@ -111,8 +116,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # MiB of evicted slots' prompts kept in RAM (0: none); unset: llama.cpp's default (8 GiB).
     parser.add_argument("--cache-ram", type=int)
     parser.add_argument("--embedding", action="store_true")
-    # Mean pooling: what an LLM entry's embeddings are on MLX too (llama.cpp's default is none).
-    parser.add_argument("--pooling", choices=["none", "mean", "cls", "last"], default="mean")
+    # Mean pooling: what an LLM entry's embeddings are on MLX too (llama.cpp's default is none);
+    # "unspecified": the GGUF's own (an encoder's); "rank": a reranker's head (llama-server's --reranking).
+    parser.add_argument(
+        "--pooling", choices=["unspecified", "none", "mean", "cls", "last", "rank"], default="mean"
+    )
+    parser.add_argument("--ubatch", type=int, default=0, help="n_ubatch = n_batch (0: llama.cpp's)")
     parser.add_argument("--no-jinja", dest="jinja", action="store_false")
     parser.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
     parser.add_argument("--chat-template", help="a Jinja chat template replacing the GGUF's own")
@@ -126,12 +135,22 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: tie our life to the parent's, then serve."""
     args = parse_args(argv)
     die_with_parent(args.parent_pid)
+    quiet_openmp(args)
     if args.binary:
         # PDEATHSIG survives exec, so the binary still dies with radis-mlx.
         argv_exec = llama_server_argv(args.binary, args)
         os.execv(argv_exec[0], argv_exec)
     watch_parent(args.parent_pid)
     serve_with_wheel(args)
+
+
+def quiet_openmp(args: argparse.Namespace) -> None:
+    """Encoder children: ggml's OpenMP threads sleep at barriers instead of spinning (docs/BENCHMARKS.md).
+
+    Read by OpenMP when it starts, so set before xllamacpp loads (and inherited by an exec'd binary).
+    """
+    if args.embedding:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A BERT encoder in MLX, with the parameter names of Hugging Face's BertModel checkpoints.
 
-Small on purpose: the encoder stack and nothing else (no pooler, no heads), so a
-sentence-transformers folder's model.safetensors loads into it as it is.
+Small on purpose: the encoder stack, so a sentence-transformers folder's model.safetensors loads into
+it as it is, and BertForSequenceClassification's head (pooler + classifier) for cross-encoders.
 """
 
 from __future__ import annotations
@@ -59,14 +59,15 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def __call__(self, input_ids: mx.array) -> mx.array:
+    def __call__(self, input_ids: mx.array, token_type_ids: mx.array | None = None) -> mx.array:
         positions = mx.arange(input_ids.shape[1])
-        # One segment only: every token has type 0, so its embedding is a single row.
-        embedded = (
-            self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)
-            + self.token_type_embeddings.weight[0]
+        # One segment (embedders): every token has type 0, so its embedding is a single row.
+        segments = (
+            self.token_type_embeddings.weight[0]
+            if token_type_ids is None
+            else self.token_type_embeddings(token_type_ids)
         )
+        embedded = self.word_embeddings(input_ids) + self.position_embeddings(positions) + segments
         return self.LayerNorm(embedded)
 
 
@@ -149,9 +150,11 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
 
-    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+    def __call__(
+        self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None
+    ) -> mx.array:
         """Hidden states (batch, length, hidden) for padded ids; mask is 1 for real tokens."""
-        x = self.embeddings(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
         # Additive mask over keys: padded positions get a large negative score.
         keys = mx.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(x.dtype)
         for layer in self.encoder.layer:
@@ -171,4 +174,42 @@ class BertModel(nn.Module):
                 "LayerNorm.beta", "LayerNorm.bias"
             )
             cleaned[name] = value
+        return cleaned
+
+
+class BertPooler(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def __call__(self, first_token: mx.array) -> mx.array:
+        return mx.tanh(self.dense(first_token))
+
+
+class BertForSequenceClassification(nn.Module):
+    """A cross-encoder: classifier(tanh(pooler(h[CLS]))) over `[CLS] query [SEP] document [SEP]`."""
+
+    def __init__(self, config: BertConfig, labels: int) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.pooler = BertPooler(config)
+        self.classifier = nn.Linear(config.hidden_size, labels)
+
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array) -> mx.array:
+        """Logits (batch, labels) for padded pairs with their segment ids."""
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)
+        return self.classifier(self.pooler(hidden[:, 0]))
+
+    @staticmethod
+    def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+        """transformers' names → ours: the encoder under `bert.`, its pooler beside the classifier."""
+        cleaned = {}
+        for name, value in weights.items():
+            if name.startswith("bert.pooler."):
+                cleaned[name.removeprefix("bert.")] = value
+            elif name.startswith("bert."):
+                cleaned.update({f"bert.{k}": v for k, v in BertModel.sanitize({name: value}).items()})
+            elif name.startswith("classifier."):
+                cleaned[name] = value
         return cleaned

@@ -34,6 +34,7 @@ from radis_mlx.generation.types import (
     EmbeddingResult,
     GenerationChunk,
     GenerationRequest,
+    Tokenized,
     TokenLogprob,
     check_token_ids,
     completion_room,
@@ -76,6 +77,9 @@ class MlxLlmEngine(ThreadedEngine):
     async def detokenize(self, tokens: list[int]) -> str:
         self._check_token_ids(tokens, "prompt")
         return await self._thread.call(self._tokenizer.decode, tokens)
+
+    async def tokenize(self, text: str, *, add_special: bool, with_pieces: bool = False) -> Tokenized:
+        return await self._thread.call(self._tokenize, text, add_special, with_pieces)
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbeddingResult:
         """Mean-pooled, L2-normalized last hidden state per input (entries with embeddings = true)."""
@@ -166,6 +170,12 @@ class MlxLlmEngine(ThreadedEngine):
             # Last, so no bias or penalty can bring back a token the grammar forbids.
             processors.append(GrammarMask(self._llguidance_tokenizer(), grammar, len(prompt)))
         return Job(prompt, max_tokens, sampler, processors, request.stop, request.logprobs)
+
+    def _tokenize(self, text: str, add_special: bool, with_pieces: bool) -> Tokenized:
+        """The ids prompt_tokens makes of a text prompt (special tokens in the text parsed, as there)."""
+        ids = list(self._tokenizer.encode(text, add_special_tokens=add_special))
+        pieces = [self._llguidance_tokenizer().decode_bytes([t]) for t in ids] if with_pieces else None
+        return Tokenized(ids, pieces)
 
     def _llguidance_tokenizer(self) -> Any:
         assert self._guidance is not None

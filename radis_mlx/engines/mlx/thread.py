@@ -101,6 +101,17 @@ class ModelThread:
         self._jobs.put(job)
         return await future
 
+    def post(self, fn: Callable[[], None]) -> None:
+        """Queue fn on the model thread without waiting: it hands out its own results (and errors)."""
+
+        def job() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("a job on %s failed", self._thread.name)
+
+        self._jobs.put(job)
+
     async def stream(self, fn: Callable[[Emitter[T]], None]) -> AsyncIterator[T]:
         """Run fn(emitter) on the model thread; yield what it emits until emitter.finish().
 
