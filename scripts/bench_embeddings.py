@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from radis_mlx.bench.servers import PeakRss, RunningServer, cpu_seconds, llama_child
+from radis_mlx.bench.servers import PeakRss, RunningServer, child_auth, cpu_seconds, llama_child
 from radis_mlx.config import Config
 from radis_mlx.store import ModelStore
 from tests.support.numpy_bert import NumpyBert
@@ -59,13 +59,13 @@ def sentences(count: int, seed: int = 0) -> list[str]:
     return out
 
 
-def run(url: str, body: dict, texts: list[str], batch: int, pids: list[int]) -> dict:
+def run(url: str, body: dict, texts: list[str], batch: int, pids: list[int], headers: dict) -> dict:
     """count/batch sequential requests: wall and CPU seconds, vectors, tokens."""
     vectors: list[list[float]] = []
     tokens = 0
     cpu = sum(cpu_seconds(p) or 0 for p in pids)
     started = time.perf_counter()
-    with httpx.Client(timeout=600) as client:
+    with httpx.Client(timeout=600, headers=headers) as client:
         for at in range(0, len(texts), batch):
             reply = client.post(
                 url, json={**body, "input": texts[at : at + batch], "encoding_format": "float"}
@@ -152,17 +152,19 @@ def main(argv: list[str] | None = None) -> int:
                             url,
                             {"model": "embed-llamacpp"},
                             [server.process.pid, child],
+                            {},
                         )
                     )
-                    targets.append(("llama.cpp child", f"http://127.0.0.1:{port}/v1/embeddings", {}, [child]))
+                    child_url = f"http://127.0.0.1:{port}/v1/embeddings"
+                    targets.append(("llama.cpp child", child_url, {}, [child], child_auth(child)))
                 else:
-                    targets.append(("radis-mlx (MLX)", url, {"model": "embed-mlx"}, [server.process.pid]))
-            for name, url, body, pids in targets:
+                    targets.append(("radis-mlx (MLX)", url, {"model": "embed-mlx"}, [server.process.pid], {}))
+            for name, url, body, pids, headers in targets:
                 rss = PeakRss({name: pids[-1] if name == "llama.cpp child" else server.process.pid})
                 rss.start()
                 rows = {}
                 for batch in batches:
-                    row = run(url, body, texts, batch, pids)
+                    row = run(url, body, texts, batch, pids, headers)
                     got = np.array(row.pop("vectors"))
                     cosines = (
                         (got * expected).sum(axis=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ class Target:
     name: str
     url: str
     extra: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)  # a llama.cpp child's key
 
 
 async def stream(client: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> Stream:
@@ -42,7 +43,7 @@ async def stream(client: httpx.AsyncClient, target: Target, body: dict[str, Any]
     first = last = 0.0
     tokens, prompt_tokens, pieces = 0, 0, []
     try:
-        async with client.stream("POST", target.url, json=payload) as response:
+        async with client.stream("POST", target.url, json=payload, headers=target.headers) as response:
             if response.status_code != 200:
                 return Stream(error=f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
             async for line in response.aiter_lines():

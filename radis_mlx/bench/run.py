@@ -35,6 +35,7 @@ from radis_mlx.bench.servers import (
     STARTER_SOURCE,
     MlxLmServer,
     RunningServer,
+    child_auth,
     cpu_seconds,
     llama_child,
 )
@@ -56,7 +57,8 @@ def run_llamacpp(args: argparse.Namespace, workdir: Path) -> list[Row]:
         asyncio.run(load_model(ours))
         pid, port = llama_child(server.process.pid)
         # The child gets the cache_prompt radis-mlx sends it (its default).
-        child = Target("llama.cpp child", f"http://127.0.0.1:{port}/v1/chat/completions", {})
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        child = Target("llama.cpp child", url, {}, child_auth(pid))
         child.extra["cache_prompt"] = LlamaCppSettings().cache_prompt
         pids = {ours.name: server.process.pid, child.name: pid}
         cpu_before = cpu_seconds(server.process.pid)

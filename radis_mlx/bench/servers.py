@@ -152,6 +152,20 @@ def llama_child(server_pid: int) -> tuple[int, int]:
     raise RuntimeError("no llama.cpp child found under the server")
 
 
+def child_auth(pid: int) -> dict[str, str]:
+    """The Authorization header a llama.cpp child wants: its key from its environment (LLAMA_API_KEY,
+    readable by its own user only: /proc on Linux, `ps -E` on macOS)."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        command = ["ps", "-E", "-ww", "-o", "command=", "-p", str(pid)]
+        env = subprocess.run(command, capture_output=True, text=True).stdout.split()
+    for item in env:
+        if item.startswith("LLAMA_API_KEY="):
+            return {"Authorization": f"Bearer {item.split('=', 1)[1]}"}
+    raise RuntimeError(f"the llama.cpp child {pid} has no LLAMA_API_KEY")
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of one process (not its children): /proc on Linux, `ps` elsewhere."""
     try:

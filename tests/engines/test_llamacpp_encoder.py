@@ -5,6 +5,7 @@ Each engine is a real child (the xllamacpp wheel's server) fed token ids the eng
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 
@@ -62,6 +63,17 @@ async def test_a_folder_is_converted_and_matches_the_reference(minilm, reference
     assert result.prompt_tokens == sum(len(reference.tokens(s)) for s in SENTENCES)
     assert minilm.info.context_length == 256 and minilm.info.details["task"] == "embedding"
     assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1, atol=1e-5)  # its Normalize module
+
+
+async def test_the_encoder_child_answers_only_its_engine(minilm):
+    """The child has a random key (LLAMA_API_KEY) that only the engine holds, as an LLM's child does:
+    without it, nothing but /health; its port is not published."""
+    assert "port" not in minilm.info.details
+    async with httpx.AsyncClient(base_url=minilm.child.base_url, trust_env=False, timeout=30) as child:
+        assert (await child.post("/v1/embeddings", json={"input": [[101, 102]]})).status_code == 401
+        assert (await child.post("/tokenize", json={"content": "a"})).status_code == 401
+        assert (await child.get("/health")).status_code == 200
+    assert len((await minilm.embed(["a"])).vectors) == 1  # the engine itself gets through
 
 
 async def test_token_ids_embed_like_their_text_and_are_checked(minilm, reference):
