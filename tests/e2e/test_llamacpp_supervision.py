@@ -33,7 +33,7 @@ def worker_pids(parent: int) -> list[int]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         state, ppid = fields[0], int(fields[1])
-        if ppid == parent and state != "Z" and b"llamacpp_worker" in cmdline:
+        if ppid == parent and state != "Z" and b"radis_mlx.engines.llamacpp.server" in cmdline:
             found.append(int(entry.name))
     return found
 
