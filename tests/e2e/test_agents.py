@@ -9,6 +9,7 @@ plumbing (separation, streaming, budgets, agents' request shapes, prompt-cache r
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,9 +28,12 @@ from tests.support.server import STARTER_SOURCE, RunningServer
 
 ENGINES = ["mlx", "llamacpp"]
 # Tests of engine-neutral layers (tool parsing, Responses items, custom-tool grammars: generation/ and api/)
-# run on llama.cpp only: on MLX they cost a minute each at this CPU's ~10 tok/s prefill, and the MLX path
-# they would add (its templates, grammars, prompt cache) is shown by the other tests here.
-NEUTRAL = pytest.mark.parametrize("engine", ["llamacpp"])
+# run on llama.cpp only by default: on MLX they cost a minute each at this CPU's ~10 tok/s prefill, and the
+# MLX path they would add (its templates, grammars, prompt cache) is shown by the other tests here.
+# RADIS_TESTS_FULL=1 runs them on both engines (as tests/e2e/conftest.py does for the API-layer files).
+NEUTRAL = pytest.mark.parametrize(
+    "engine", ENGINES if os.environ.get("RADIS_TESTS_FULL") == "1" else ["llamacpp"]
+)
 # Forced-open: the output starts inside the reasoning.
 THINKING = 'start: /[a-z ]{8,24}/ "</think>" /[A-Z][a-z]{2,10}/'
 WEATHER = {
