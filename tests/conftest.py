@@ -54,3 +54,38 @@ def minilm_gguf(tmp_path_factory, minilm_dir: Path) -> Path:
     from radis_mlx.engines.llamacpp.bert_to_gguf import convert_folder
 
     return convert_folder(minilm_dir, "embedding", tmp_path_factory.mktemp("cache"))
+
+
+# The default run (CI's, on 2 cores) leaves two kinds of tests to RADIS_TESTS_FULL=1: tests marked
+# full_only (about two minutes each here: the soak, the distributed bench), and the MLX variants of
+# the files about the API layers above the engines (wire formats, tool-call parsing, error shapes, Ollama's
+# and Anthropic's translation: api/, schemas/, generation/), which repeat engine-neutral code at this CPU's
+# ~10 tok/s. MLX's own paths (templates, sampling, logprobs, grammars, stops, FIM, batching, the prompt
+# cache, images, embeddings) keep their MLX variants in the other files.
+API_LAYER_FILES = {f"test_{name}.py" for name in ("tools", "responses", "messages", "errors", "ollama")}
+
+
+def _on_mlx(item: pytest.Item) -> bool:
+    params = getattr(item, "callspec", None)
+    values = params.params.values() if params is not None else ()
+    return any(isinstance(v, str) and (v == "mlx" or v.endswith("-mlx")) for v in values)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "full_only: a long test (a minute or more here) run only with RADIS_TESTS_FULL=1"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("RADIS_TESTS_FULL") == "1":
+        return
+    left = [
+        i
+        for i in items
+        if i.get_closest_marker("full_only") or (i.path.name in API_LAYER_FILES and _on_mlx(i))
+    ]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        dropped = set(left)
+        items[:] = [i for i in items if i not in dropped]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from openai import OpenAI
 
@@ -33,26 +31,3 @@ def client(server) -> OpenAI:
 @pytest.fixture(params=ENGINES)
 def model(request) -> str:
     return f"smollm2-{request.param}"
-
-
-# Files about the API layers above the engines (wire formats, tool-call parsing, error shapes, Ollama's and
-# Anthropic's translation: api/, schemas/, generation/): their MLX variants repeat engine-neutral code at
-# this CPU's ~10 tok/s, so the default run (CI's, on 2 cores) runs them on llama.cpp only. MLX's own paths
-# (templates, sampling, logprobs, grammars, stops, FIM, batching, the prompt cache, images, embeddings) keep
-# their MLX variants in the other files. RADIS_TESTS_FULL=1 runs every file on both engines.
-API_LAYER_FILES = {f"test_{name}.py" for name in ("tools", "responses", "messages", "errors", "ollama")}
-
-
-def _on_mlx(item: pytest.Item) -> bool:
-    params = getattr(item, "callspec", None)
-    values = params.params.values() if params is not None else ()
-    return any(isinstance(v, str) and (v == "mlx" or v.endswith("-mlx")) for v in values)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("RADIS_TESTS_FULL") == "1":
-        return
-    layer = [i for i in items if i.path.name in API_LAYER_FILES and _on_mlx(i)]
-    if layer:
-        config.hook.pytest_deselected(items=layer)
-        items[:] = [i for i in items if i not in layer]

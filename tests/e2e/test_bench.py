@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
     args = ["--engines", "llamacpp", "--rounds", "1", "--tokens", "4", "--streams", "1,2"]
@@ -28,6 +30,7 @@ def test_bench_runs_both_paths_and_reports_every_figure(smollm_gguf):
     assert cpu and 0 < float(cpu.group(1)) < 50, out
 
 
+@pytest.mark.full_only  # ~2 minutes here: RADIS_TESTS_FULL=1 runs it
 def test_bench_distributed_mode_reports_one_process_and_both_splits(smollm_gguf):
     # The smallest run: 2 tokens, one round, one concurrency level (each split serves one request at a time).
     args = ["--engines", "distributed", "--rounds", "1", "--distributed-tokens", "2"]

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.e2e import ENGINES
 
 SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
 
 
+@pytest.mark.full_only  # ~2 minutes here: RADIS_TESTS_FULL=1 runs it
 def test_sixty_second_soak_has_no_errors_and_bounded_memory(server):
     models = [arg for engine in ENGINES for arg in ("--chat-model", f"smollm2-{engine}")]
     result = subprocess.run(

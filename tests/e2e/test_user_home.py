@@ -45,7 +45,8 @@ def home(tmp_path_factory, smollm_gguf):
     work.mkdir()
     repo = home / ".lmstudio" / "models" / "lmstudio-community" / "SmolLM2-135M-Instruct-GGUF"
     lmstudio_file = link_or_copy(smollm_gguf, repo / "SmolLM2-135M-Instruct-Q4_1.gguf")
-    gguf_file(repo / "mmproj-SmolLM2-F16.gguf", arch="clip")  # a projector beside it: not a model
+    # A projector beside it: never a model; of another width (the starter's is 576), not this one's either.
+    gguf_file(repo / "mmproj-SmolLM2-F16.gguf", arch="clip", clip__vision__projection_dim=64)
     ollama = OllamaStore(home / ".ollama" / "models")
     manifest = ollama.add(
         OLLAMA_ID,
