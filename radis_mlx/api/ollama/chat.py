@@ -164,7 +164,7 @@ async def _events(run: Run, chunks: _Chunks[msgspec.Struct]) -> AsyncIterator[by
 
 
 def _logprobs(items: list[TokenLogprob] | None) -> list[Logprob] | None:
-    return [Logprob.of(item) for item in items] if items else None
+    return Logprob.of(items) if items else None
 
 
 class _ChatChunks:

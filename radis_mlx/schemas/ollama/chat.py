@@ -18,7 +18,6 @@ from radis_mlx.generation.types import (
     ChatMessage,
     GenerationRequest,
     ImageInput,
-    TokenLogprob,
     ToolCall,
     ToolDefinition,
     message_with_parts,
@@ -32,6 +31,9 @@ from radis_mlx.schemas.ollama.common import (
     keep_alive_seconds,
     reasoning_options,
 )
+
+# Ollama's logprob entries are the Responses API's: token, logprob, bytes, top_logprobs.
+from radis_mlx.schemas.response import Logprob
 
 ROLES = ("system", "user", "assistant", "tool")
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
@@ -253,24 +255,6 @@ class ResponseMessage(Struct, omit_defaults=True):
     content: str
     thinking: str | None = None
     tool_calls: list[ResponseToolCall] | None = None
-
-
-class TopLogprob(Struct):
-    token: str
-    logprob: float
-    bytes: list[int]
-
-
-class Logprob(Struct):
-    token: str
-    logprob: float
-    bytes: list[int]
-    top_logprobs: list[TopLogprob]
-
-    @classmethod
-    def of(cls, item: TokenLogprob) -> Logprob:
-        top = [TopLogprob(t.token, t.logprob, list(t.bytes)) for t in item.top]
-        return cls(item.token, item.logprob, list(item.bytes), top)
 
 
 class ChatResponse(Struct, kw_only=True, omit_defaults=True):
