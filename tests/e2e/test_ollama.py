@@ -58,6 +58,17 @@ def test_chat_streamed_and_not_agree(ollama_client, model):
     assert parts[-1].eval_count == single.eval_count
 
 
+def test_logprobs_come_back_per_generated_token(ollama_client):
+    # The encoding is engine-neutral (schemas/ollama); each engine's logprobs are tested in test_logprobs.py.
+    model = "smollm2-llamacpp"
+    reply = ollama_client.chat(model=model, messages=FRANCE, options=SHORT, logprobs=True, top_logprobs=2)
+    entries = reply.logprobs
+    assert len(entries) == reply.eval_count and "".join(e.token for e in entries) == reply.message.content
+    for entry in entries:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 2 and entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
+
+
 def test_generate_streamed_and_not(ollama_client, model):
     single = ollama_client.generate(model=model, prompt="Say hello.", options=SHORT)
     assert single.done and single.response and single.eval_count <= 6
